@@ -1,0 +1,1 @@
+"""Alert sinks, one folder per provider, and the routing that feeds them."""

@@ -1,0 +1,85 @@
+"""The plugin API for sinks, after Gatus's alerting providers: a sink is built from its
+validated config and `send()` delivers one notification or raises. Retries, routing and
+rate limits live in the core, not in each sink."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import ClassVar, Generic, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.clock import Clock
+from monitor.model import Incident, Severity
+
+__all__ = ["DeliveryError", "Notification", "NotificationKind", "Sink", "SinkConfig", "SinkContext"]
+
+
+class NotificationKind(StrEnum):
+    INITIAL = "initial"
+    SEVERITY_RAISED = "severity_raised"
+    RESOLUTION = "resolution"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One message about one incident, with an id stable across retries (an idempotency key)."""
+
+    id: str
+    kind: NotificationKind
+    incident: Incident
+    monitor: str
+    created_at: datetime
+    previous_severity: Severity | None = None
+    next_update_seconds: float = 0.0
+
+
+class SinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    min_severity: Severity = Field(default=Severity.P4, description="Least urgent severity this sink receives.")
+    send_resolved: bool = Field(default=True, description="Also send resolution messages.")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds allowed for one delivery attempt.")
+
+    def wants(self, notification: Notification) -> bool:
+        if notification.kind is NotificationKind.RESOLUTION and not self.send_resolved:
+            return False
+        return notification.incident.severity.at_least(self.min_severity)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkContext:
+    http: aiohttp.ClientSession
+    clock: Clock
+
+
+class DeliveryError(Exception):
+    """A delivery failed. `retryable` is False for errors that no retry can fix (a 404 webhook)."""
+
+    def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+SinkConfigT = TypeVar("SinkConfigT", bound=SinkConfig)
+
+
+class Sink(ABC, Generic[SinkConfigT]):
+    type_name: ClassVar[str]
+    Config: ClassVar[type[SinkConfig]]
+
+    def __init__(self, name: str, config: SinkConfigT, context: SinkContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+
+    @abstractmethod
+    async def send(self, notification: Notification) -> None:
+        """Deliver once; raise DeliveryError (or any exception) on failure."""
+
+    async def aclose(self) -> None:
+        """Release resources held by the sink."""

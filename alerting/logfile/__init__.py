@@ -1,0 +1,26 @@
+"""`type = "file"`: every message appended in full to a file, one block per notification."""
+
+from pathlib import Path
+
+from pydantic import Field
+
+from alerting.base import Notification, Sink, SinkConfig
+from alerting.messages import render
+from monitor.incident_log import utc_stamp
+
+
+class LogFileSinkConfig(SinkConfig):
+    path: str = Field(default="alerts.log", description="File the messages are appended to.")
+
+
+class LogFileSink(Sink[LogFileSinkConfig]):
+    type_name = "file"
+    Config = LogFileSinkConfig
+
+    async def send(self, notification: Notification) -> None:
+        message = render(notification)
+        path = Path(self.config.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = f"----- {utc_stamp(notification.created_at)} {notification.kind.value} {notification.id}\n"
+        with path.open("a", encoding="utf-8") as file:
+            file.write(header + message.text + "\n")

@@ -1,0 +1,1 @@
+"""Check plugins. A plugin imports only `checks.base`."""

@@ -1,0 +1,80 @@
+"""The plugin API for checks, after Datadog's AgentCheck: a check is built from its
+validated config, `run()` probes once and returns findings, and the core owns the
+safety wrapper (timeout, exceptions, concurrency)."""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor.clock import Clock
+from monitor.durations import Duration, format_duration
+from monitor.model import Finding, Severity, Status
+
+if TYPE_CHECKING:
+    from monitor.metrics import MonitorMetrics
+
+__all__ = ["Check", "CheckConfig", "CheckContext", "Finding", "Severity", "Status"]
+
+
+class CheckConfig(BaseModel):
+    """Keys every check accepts; each check type subclasses this with its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str
+    interval: Duration | None = Field(default=None, description="Defaults to [monitor] interval.")
+    timeout: Duration | None = Field(default=None, description="Defaults to [monitor] timeout.")
+    failure_threshold: int = Field(default=2, ge=1, description="Consecutive failing runs before an incident opens.")
+    success_threshold: int = Field(default=2, ge=1, description="Consecutive good runs before it resolves.")
+    severities: dict[str, Severity] = Field(
+        default_factory=dict, description="Severity per finding code, overriding the check's defaults."
+    )
+    impact: str | None = Field(default=None, description="What users notice when this check fails.")
+    runbook: str | None = Field(default=None, description="Playbook section (or URL) named in the alert.")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckContext:
+    """What the daemon lends every check: shared clients, the clock and the metrics."""
+
+    http: aiohttp.ClientSession
+    clock: Clock
+    metrics: "MonitorMetrics"
+
+
+ConfigT = TypeVar("ConfigT", bound=CheckConfig)
+
+
+class Check(ABC, Generic[ConfigT]):
+    """One configured check. Subclasses set `type_name` and `Config` and implement `run`."""
+
+    type_name: ClassVar[str]
+    Config: ClassVar[type[CheckConfig]]
+    timeout_code: ClassVar[str] = "down"
+    """The finding code used when a run exceeds its timeout."""
+
+    def __init__(self, name: str, config: ConfigT, context: CheckContext) -> None:
+        self.name = name
+        self.config = config
+        self.context = context
+
+    async def start(self) -> None:
+        """Open long-lived resources (connection pools); called once before the first run."""
+
+    @abstractmethod
+    async def run(self) -> list[Finding]:
+        """Probe once. May raise: the core turns an exception into an `unknown` finding."""
+
+    def timeout_finding(self, seconds: float) -> Finding:
+        """The finding for a run that exceeded its timeout."""
+        return Finding(
+            code=self.timeout_code,
+            status=Status.CRITICAL,
+            summary=f"{self.name}: no result within {format_duration(seconds)} (timeout)",
+        )
+
+    async def aclose(self) -> None:
+        """Release what `start` opened."""

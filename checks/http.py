@@ -1,0 +1,244 @@
+"""`type = "http"`: is the endpoint up, answering what it should, and as fast as usual?"""
+
+import json
+import ssl
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+from pydantic import Field, field_validator
+
+from checks.base import Check, CheckConfig, Finding, Severity, Status
+from checks.latency import LatencyBaseline
+from monitor.durations import Duration, format_duration
+from monitor.secrets import SecretEnv
+
+MAX_BODY_BYTES = 1024 * 1024
+_EVIDENCE_BODY_CHARS = 500
+
+JsonScalar = str | int | float | bool | None
+
+
+class HttpCheckConfig(CheckConfig):
+    url: str = Field(description="The endpoint to probe (http or https).")
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers.")
+    headers_env: dict[str, SecretEnv] = Field(
+        default_factory=dict, description="Request headers whose values come from environment variables."
+    )
+    body: str | None = Field(default=None, description="Request body sent as is.")
+    expect_status: list[int] | None = Field(default=None, description="Accepted status codes; default any 2xx.")
+    body_contains: str | None = Field(default=None, description="Text the response body must contain.")
+    json_fields: dict[str, JsonScalar] = Field(
+        default_factory=dict, description='Dotted JSON paths and the value each must equal, e.g. {"status" = "ok"}.'
+    )
+    follow_redirects: bool = True
+    tls_verify: bool = True
+    severity: Severity = Field(default=Severity.P1, description="Severity when the endpoint is down.")
+    slow: Duration | None = Field(default=None, description="Slower than this: WARNING, P3.")
+    degradation_percent: float | None = Field(
+        default=None, gt=0, description="Latency this far above its learnt baseline: P2."
+    )
+    baseline_min_samples: int = Field(default=10, ge=1, description="Good runs needed before judging degradation.")
+    baseline_window: int = Field(default=50, ge=1, description="Good runs the baseline's median is taken over.")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
+        return value
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status_codes(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or any(not 100 <= code <= 599 for code in value)):
+            raise ValueError("expected a non-empty list of HTTP status codes (100-599)")
+        return value
+
+
+def redact_url(url: str) -> str:
+    """The URL without credentials, query or fragment, which may carry tokens."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class ProbeFailure(Exception):
+    """The endpoint failed in a way named by `kind` (dns, connection_refused, tls, status, ...)."""
+
+    def __init__(self, kind: str, summary: str, evidence: tuple[str, ...] = ()) -> None:
+        super().__init__(summary)
+        self.kind = kind
+        self.summary = summary
+        self.evidence = evidence
+
+
+class HttpCheck(Check[HttpCheckConfig]):
+    type_name = "http"
+    Config = HttpCheckConfig
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.target = redact_url(self.config.url)
+        self.baseline = LatencyBaseline(self.config.baseline_window, self.config.baseline_min_samples)
+
+    async def run(self) -> list[Finding]:
+        clock = self.context.clock
+        started = clock.monotonic()
+        try:
+            status, body = await self._request()
+            self._verify(status, body)
+        except ProbeFailure as failure:
+            return [self._down(failure)]
+        latency = clock.monotonic() - started
+        return [
+            Finding(
+                code="down",
+                status=Status.OK,
+                summary=f"HTTP {status} in {format_duration(latency)}",
+                values={"latency_seconds": latency},
+            ),
+            *self._judge_latency(latency),
+        ]
+
+    def timeout_finding(self, seconds: float) -> Finding:
+        return self._down(ProbeFailure("timeout", f"no complete answer within {format_duration(seconds)}"))
+
+    async def _request(self) -> tuple[int, bytes]:
+        headers = dict(self.config.headers)
+        headers.update({name: secret.value() for name, secret in self.config.headers_env.items()})
+        try:
+            async with self.context.http.request(
+                self.config.method,
+                self.config.url,
+                headers=headers,
+                data=self.config.body,
+                allow_redirects=self.config.follow_redirects,
+                ssl=None if self.config.tls_verify else False,
+            ) as response:
+                return response.status, await _read_capped(response)
+        except aiohttp.ClientConnectorDNSError as exc:
+            host = urlsplit(self.config.url).hostname
+            raise ProbeFailure("dns", f"DNS lookup failed for {host}: {exc.os_error}") from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
+            raise ProbeFailure("tls", f"TLS error: {_tls_reason(exc)}") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                raise ProbeFailure("connection_refused", "connection refused") from None
+            raise ProbeFailure("connect", f"cannot connect: {exc.os_error}") from None
+        except TimeoutError:
+            raise ProbeFailure("timeout", "timed out") from None
+        except aiohttp.ClientError as exc:
+            raise ProbeFailure("invalid_response", f"invalid response: {type(exc).__name__}: {exc}") from None
+
+    def _verify(self, status: int, body: bytes) -> None:
+        accepted = self.config.expect_status
+        if (accepted is None and not 200 <= status <= 299) or (accepted is not None and status not in accepted):
+            wanted = ", ".join(map(str, accepted)) if accepted else "2xx"
+            raise ProbeFailure("status", f"HTTP {status}, expected {wanted}", _body_evidence(body))
+        if len(body) > MAX_BODY_BYTES and (self.config.body_contains or self.config.json_fields):
+            raise ProbeFailure("body_mismatch", f"response body exceeds {MAX_BODY_BYTES} bytes; not checked")
+        text = body.decode("utf-8", errors="replace")
+        if self.config.body_contains is not None and self.config.body_contains not in text:
+            raise ProbeFailure(
+                "body_mismatch", f"response body does not contain {self.config.body_contains!r}", _body_evidence(body)
+            )
+        if self.config.json_fields:
+            self._verify_json(text)
+
+    def _verify_json(self, text: str) -> None:
+        try:
+            document = json.loads(text)
+        except ValueError:
+            raise ProbeFailure(
+                "body_mismatch", "response body is not valid JSON", _body_evidence(text.encode())
+            ) from None
+        for path, expected in self.config.json_fields.items():
+            found, actual = _json_lookup(document, path)
+            if not found:
+                raise ProbeFailure("body_mismatch", f"JSON field {path} is missing", _body_evidence(text.encode()))
+            if actual != expected:
+                raise ProbeFailure(
+                    "body_mismatch",
+                    f"JSON field {path} is {json.dumps(actual)}, expected {json.dumps(expected)}",
+                    _body_evidence(text.encode()),
+                )
+
+    def _judge_latency(self, latency: float) -> list[Finding]:
+        findings = []
+        shown = format_duration(latency)
+        if self.config.slow is not None and latency > self.config.slow:
+            findings.append(
+                Finding(
+                    code="slow",
+                    status=Status.WARNING,
+                    summary=f"{self.target} answered in {shown}, slower than {format_duration(self.config.slow)}",
+                    severity=Severity.P3,
+                    values={"latency_seconds": latency},
+                )
+            )
+        if self.config.degradation_percent is not None:
+            excess = self.baseline.excess_percent(latency)
+            if excess is not None and excess > self.config.degradation_percent:
+                baseline = format_duration(self.baseline.median() or 0.0)
+                findings.append(
+                    Finding(
+                        code="degraded",
+                        status=Status.WARNING,
+                        summary=f"{self.target} answered in {shown}, {excess:.0f}% above its baseline of {baseline}",
+                        severity=Severity.P2,
+                        values={"latency_seconds": latency, "excess_percent": excess},
+                    )
+                )
+        if not findings:
+            self.baseline.learn(latency)
+        return findings
+
+    def _down(self, failure: ProbeFailure) -> Finding:
+        return Finding(
+            code="down",
+            status=Status.CRITICAL,
+            summary=f"{self.config.method} {self.target} failed: {failure.summary}",
+            severity=self.config.severity,
+            evidence=(f"failure: {failure.kind}", *failure.evidence),
+        )
+
+
+async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
+    """At most MAX_BODY_BYTES + 1 bytes of the body: enough to know it was too long."""
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            return bytes(body[: MAX_BODY_BYTES + 1])
+    return bytes(body)
+
+
+def _body_evidence(body: bytes) -> tuple[str, ...]:
+    if not body:
+        return ()
+    text = body[:_EVIDENCE_BODY_CHARS].decode("utf-8", errors="replace")
+    suffix = " [truncated]" if len(body) > _EVIDENCE_BODY_CHARS else ""
+    return (f"body: {text}{suffix}",)
+
+
+def _json_lookup(document: Any, path: str) -> tuple[bool, Any]:
+    current = document
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.isdigit() and int(part) < len(current):
+            current = current[int(part)]
+        else:
+            return False, None
+    return True, current
+
+
+def _tls_reason(exc: Exception) -> str:
+    certificate_error = getattr(exc, "certificate_error", None)
+    return str(certificate_error or getattr(exc, "os_error", None) or exc)

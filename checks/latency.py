@@ -1,0 +1,29 @@
+"""A latency baseline learnt from recent good runs, to tell "slower than usual" from noise."""
+
+import statistics
+from collections import deque
+
+
+class LatencyBaseline:
+    """Rolling median of the last `window` good latencies; judges only after `min_samples`."""
+
+    def __init__(self, window: int = 50, min_samples: int = 10) -> None:
+        self._samples: deque[float] = deque(maxlen=window)
+        self._min_samples = min_samples
+
+    def learn(self, latency: float) -> None:
+        self._samples.append(latency)
+
+    @property
+    def ready(self) -> bool:
+        return len(self._samples) >= self._min_samples
+
+    def median(self) -> float | None:
+        return statistics.median(self._samples) if self.ready else None
+
+    def excess_percent(self, latency: float) -> float | None:
+        """How far `latency` is above the baseline, in percent; None until the baseline is ready."""
+        median = self.median()
+        if median is None or median <= 0:
+            return None
+        return (latency / median - 1.0) * 100.0

@@ -1,0 +1,220 @@
+"""`health-monitor`: run, once, check-config, incidents. User mistakes get one line on stderr."""
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from checks.base import CheckContext
+from monitor import __version__, logs, registry
+from monitor.clock import SystemClock
+from monitor.config import Config, ConfigError, load_config
+from monitor.daemon import Daemon, http_session
+from monitor.durations import format_duration
+from monitor.metrics import MonitorMetrics
+from monitor.incidents import classify
+from monitor.model import Finding, Incident, Status
+from monitor.runner import RunResult, run_check
+from monitor.store import SqliteStore
+
+EXIT_CONFIG_ERROR = 2
+
+
+class UsageError(Exception):
+    """A mistake in how the command was called; printed as one line."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return args.usage_exit
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="health-monitor", description="Runs health checks and turns their findings into P1-P4 incidents."
+    )
+    parser.add_argument("--version", action="version", version=f"health-monitor {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Any, help_text: str, usage_exit: int = 1) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", metavar="PATH", help="config file (default: $MONITOR_CONFIG or ./monitor.toml)")
+        sub.set_defaults(handler=handler, usage_exit=usage_exit)
+        return sub
+
+    run = command("run", _run, "Run every check on its schedule until SIGTERM or SIGINT.", EXIT_CONFIG_ERROR)
+    run.add_argument("--interval", help="default interval for checks that set none, e.g. 60s")
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    once = command("once", _once, "Run every (or the named) check once and print the findings.", 3)
+    once.add_argument("--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)")
+    once.add_argument("--format", choices=["table", "json"], default="table")
+
+    command("check-config", _check_config, "Validate the config and summarise it.", EXIT_CONFIG_ERROR)
+
+    incidents = command("incidents", _incidents, "List open (or all recent) incidents from the state store.")
+    incidents.add_argument("--all", action="store_true", help="include resolved incidents")
+    incidents.add_argument("--format", choices=["table", "json"], default="table")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {"monitor": {"interval": args.interval}} if args.interval else None
+    config = load_config(args.config, overrides)
+    logs.configure(args.log_level)
+    try:
+        asyncio.run(Daemon(config, overrides=overrides).run())
+    except OSError as exc:
+        raise UsageError(f"cannot start: {exc.strerror or exc}") from None
+    return 0
+
+
+def _once(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    logs.configure("warning")
+    unknown = sorted(set(args.check) - set(config.checks))
+    if unknown:
+        raise UsageError(f"no check named {', '.join(unknown)} in {config.path} (known: {', '.join(config.checks)})")
+    names = args.check or list(config.checks)
+    results = asyncio.run(_run_once(config, names))
+    worst = max((result.status for result in results), default=Status.OK)
+    if args.format == "json":
+        print(json.dumps(_once_json(config, results, worst), indent=2))
+    else:
+        _print_results_table(config, results)
+    return int(worst)
+
+
+async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
+    clock = SystemClock()
+    slots = asyncio.Semaphore(config.monitor.concurrency)
+    async with http_session(config.monitor.concurrency) as http:
+        context = CheckContext(http, clock, MonitorMetrics())
+
+        async def run_one(name: str) -> RunResult:
+            check = registry.create_check(name, config.checks[name], context)
+            timeout = config.checks[name].timeout or config.monitor.timeout
+            async with slots:
+                try:
+                    await check.start()
+                    return await run_check(check, timeout)
+                finally:
+                    await check.aclose()
+
+        return list(await asyncio.gather(*(run_one(name) for name in names)))
+
+
+def _once_json(config: Config, results: list[RunResult], worst: Status) -> dict[str, Any]:
+    return {
+        "monitor": config.monitor.name,
+        "status": worst.label,
+        "checks": [
+            {
+                "check": result.check,
+                "type": config.checks[result.check].type,
+                "status": result.status.label,
+                "duration_seconds": round(result.duration, 6),
+                "findings": [
+                    {
+                        "code": finding.code,
+                        "status": finding.status.label,
+                        "severity": _severity(config, result.check, finding),
+                        "summary": finding.summary,
+                        "evidence": list(finding.evidence),
+                    }
+                    for finding in result.findings
+                ],
+            }
+            for result in results
+        ],
+    }
+
+
+def _severity(config: Config, check: str, finding: Finding) -> str | None:
+    return classify(config.checks[check], finding).value if finding.failing else None
+
+
+def _print_results_table(config: Config, results: list[RunResult]) -> None:
+    table = Table("check", "status", "severity", "code", "summary", "time", title=f"{config.monitor.name}")
+    for result in results:
+        for finding in result.findings:
+            table.add_row(
+                result.check,
+                finding.status.label.upper(),
+                _severity(config, result.check, finding) or "",
+                finding.code,
+                finding.summary,
+                format_duration(result.duration),
+            )
+    _console().print(table)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    console = _console()
+    console.print(
+        f"{config.path}: valid. monitor {config.monitor.name!r}, {len(config.checks)} checks, "
+        f"{len(config.sinks)} sinks, listening on {config.server.listen}, state in {config.monitor.state_path}"
+    )
+    checks = Table("check", "type", "interval", "timeout", "thresholds (fail/ok)", title="checks")
+    for name, check in config.checks.items():
+        checks.add_row(
+            name,
+            check.type,
+            format_duration(check.interval or config.monitor.interval),
+            format_duration(check.timeout or config.monitor.timeout),
+            f"{check.failure_threshold}/{check.success_threshold}",
+        )
+    console.print(checks)
+    sinks = Table("sink", "type", "min severity", "resolved", title="sinks")
+    for name, sink in config.sinks.items():
+        sinks.add_row(name, sink.type, sink.min_severity.value, "yes" if sink.send_resolved else "no")
+    console.print(sinks)
+    return 0
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = SqliteStore(config.monitor.state_path)
+    try:
+        incidents = store.recent_incidents() if args.all else store.open_incidents()
+    finally:
+        store.close()
+    if args.format == "json":
+        print(json.dumps([incident.model_dump(mode="json") for incident in incidents], indent=2))
+        return 0
+    _print_incidents_table(incidents, "all recent incidents" if args.all else "open incidents")
+    return 0
+
+
+def _print_incidents_table(incidents: list[Incident], title: str) -> None:
+    table = Table("id", "severity", "state", "incident", "opened", "summary", title=title)
+    for incident in incidents:
+        table.add_row(
+            str(incident.id),
+            incident.severity.value,
+            incident.state,
+            incident.key,
+            f"{incident.opened_at:%Y-%m-%d %H:%M:%SZ}",
+            incident.summary,
+        )
+    _console().print(table)
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)

@@ -1,0 +1,224 @@
+"""monitor.toml, read through pydantic-settings (TOML, then `MONITOR_` environment
+overrides with `__` between levels), validated in two phases: the envelope here, then
+each check and sink against its plugin's own `Config`. Every mistake becomes one
+`ConfigError` line naming the key path, e.g. `checks.api.timeout: invalid duration`."""
+
+import os
+import re
+import tomllib
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from alerting.base import SinkConfig
+from checks.base import CheckConfig
+from monitor import registry
+from monitor.durations import Duration
+from monitor.model import Severity
+from monitor.secrets import SecretEnv
+
+DEFAULT_CONFIG_PATH = "monitor.toml"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(Exception):
+    """An invalid config; `problems` holds one line per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MonitorSection(_Section):
+    name: str = "health-monitor"
+    interval: Duration = Field(default=60.0, gt=0, description="Default interval between runs of a check.")
+    timeout: Duration = Field(default=10.0, gt=0, description="Default timeout of one check run.")
+    concurrency: int = Field(default=200, ge=1, description="Check runs in flight at most.")
+    state_path: str = Field(default="state/health-monitor.db", description="SQLite state store.")
+    incident_log: str = Field(default="incidents.log", description="One line per incident event.")
+    shutdown_grace: Duration = Field(default=5.0, description="Time in-flight work gets at shutdown.")
+
+
+class ServerSection(_Section):
+    listen: str = Field(default="127.0.0.1:9108", description="host:port of /metrics, /healthz and the API.")
+    api_token_env: SecretEnv | None = Field(default=None, description="Bearer token required by POST endpoints.")
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class SeverityPolicy(_Section):
+    response: Duration = Field(description="Acknowledge within this, else a breach is recorded.")
+    update_every: Duration = Field(description="Status-update cadence while open.")
+
+
+DEFAULT_SEVERITY_POLICIES = {
+    Severity.P1: SeverityPolicy(response=900, update_every=900),
+    Severity.P2: SeverityPolicy(response=3600, update_every=3600),
+    Severity.P3: SeverityPolicy(response=4 * 3600, update_every=4 * 3600),
+    Severity.P4: SeverityPolicy(response=24 * 3600, update_every=24 * 3600),
+}
+
+_config_path: ContextVar[Path] = ContextVar("config_path")
+
+
+class Settings(BaseSettings):
+    """The envelope of monitor.toml. Checks and sinks stay raw here; phase two validates them."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MONITOR_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    monitor: MonitorSection = MonitorSection()
+    server: ServerSection = ServerSection()
+    severity: dict[Severity, SeverityPolicy] = Field(default_factory=dict)
+    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_config_path.get())
+        return (init_settings, env_settings, toml)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A fully validated configuration: the envelope plus each check's and sink's own model."""
+
+    path: Path
+    settings: Settings
+    checks: dict[str, CheckConfig]
+    sinks: dict[str, SinkConfig]
+
+    @property
+    def monitor(self) -> MonitorSection:
+        return self.settings.monitor
+
+    @property
+    def server(self) -> ServerSection:
+        return self.settings.server
+
+    def severity_policy(self, severity: Severity) -> SeverityPolicy:
+        return self.settings.severity.get(severity, DEFAULT_SEVERITY_POLICIES[severity])
+
+
+
+def resolve_path(path: str | os.PathLike[str] | None) -> Path:
+    """The config file: the --config flag, else $MONITOR_CONFIG, else ./monitor.toml."""
+    return Path(path or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and validate; `overrides` (e.g. from CLI flags) win over the file and environment."""
+    config_path = resolve_path(path)
+    if not config_path.is_file():
+        raise ConfigError([f"{config_path}: config file not found"])
+    settings = _load_settings(config_path, overrides or {})
+    problems: list[str] = []
+    checks = {
+        name: model
+        for name, raw in settings.checks.items()
+        if (model := _validate_plugin(registry.CHECK_GROUP, "checks", name, raw, problems)) is not None
+    }
+    sinks = {
+        name: model
+        for name, raw in settings.sinks.items()
+        if (model := _validate_plugin(registry.SINK_GROUP, "sinks", name, raw, problems)) is not None
+    }
+    if problems:
+        raise ConfigError(problems)
+    defaults = settings.monitor
+    checks = {
+        name: check.model_copy(
+            update={"interval": check.interval or defaults.interval, "timeout": check.timeout or defaults.timeout}
+        )
+        for name, check in checks.items()
+    }
+    return Config(path=config_path, settings=settings, checks=checks, sinks=sinks)
+
+
+def _load_settings(path: Path, overrides: dict[str, Any]) -> Settings:
+    token = _config_path.set(path)
+    try:
+        return Settings(**overrides)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    finally:
+        _config_path.reset(token)
+
+
+def _validate_plugin(group: str, section: str, name: str, raw: dict[str, Any], problems: list[str]) -> Any:
+    where = f"{section}.{name}"
+    if not _NAME.match(name):
+        problems.append(f"{where}: a name may hold only letters, digits, '_', '.' and '-'")
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{where}: expected a table")
+        return None
+    type_name = raw.get("type")
+    if not type_name:
+        problems.append(f"{where}.type: required key missing")
+        return None
+    try:
+        plugin = registry.load(group, str(type_name))
+    except registry.UnknownTypeError as exc:
+        problems.append(f"{where}.type: {exc}")
+        return None
+    try:
+        return plugin.Config.model_validate(raw)
+    except ValidationError as exc:
+        problems.extend(describe_validation_error(exc, prefix=(section, name)))
+        return None
+
+
+def describe_validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        path = ".".join(str(part) for part in (*prefix, *error["loc"]))
+        lines.append(f"{path}: {_reason(error)}")
+    return lines
+
+
+def _reason(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key (check its spelling)"
+    if kind == "missing":
+        return "required key missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,53 @@
+"""structlog for every log line: JSON when not a TTY, key=value on a TTY, secrets masked."""
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+_MASK = "***"
+
+
+class SecretMasker:
+    """A processor that replaces every known secret value in a log line with ***."""
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()
+
+    def remember(self, secrets: Iterable[str]) -> None:
+        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
+
+    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if not self._secrets:
+            return event
+        return {key: self._mask(value) for key, value in event.items()}
+
+    def _mask(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        for secret in self._secrets:
+            value = value.replace(secret, _MASK)
+        return value
+
+
+secret_masker = SecretMasker()
+
+
+def configure(level: str = "info", json: bool | None = None) -> None:
+    use_json = not sys.stderr.isatty() if json is None else json
+    renderer: Any = structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=False)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            secret_masker,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )

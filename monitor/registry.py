@@ -1,0 +1,62 @@
+"""Where check and sink types come from: the built-ins, plus any installed plugin that
+registers under the entry-point groups `health_monitor.checks` / `health_monitor.sinks`.
+Classes are imported only for the types a config uses, so asyncpg is never imported
+by a config without a postgres check."""
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from alerting.base import Sink, SinkConfig, SinkContext
+from checks.base import Check, CheckConfig, CheckContext
+
+CHECK_GROUP = "health_monitor.checks"
+SINK_GROUP = "health_monitor.sinks"
+
+BUILTIN_CHECKS = {
+    "http": "checks.http:HttpCheck",
+    "postgres": "checks.postgres:PostgresCheck",
+    "integration": "checks.integration:IntegrationCheck",
+    "tls": "checks.tls:TlsCheck",
+    "tcp": "checks.tcp:TcpCheck",
+}
+BUILTIN_SINKS = {
+    "console": "alerting.console:ConsoleSink",
+    "file": "alerting.logfile:LogFileSink",
+    "slack": "alerting.slack:SlackSink",
+}
+_BUILTINS = {CHECK_GROUP: BUILTIN_CHECKS, SINK_GROUP: BUILTIN_SINKS}
+
+
+class UnknownTypeError(LookupError):
+    def __init__(self, name: str, known: list[str]) -> None:
+        super().__init__(f"unknown type {name!r} (known: {', '.join(sorted(known))})")
+
+
+def _import(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def available(group: str) -> dict[str, str]:
+    """Type name to import target for every type in `group`; built-ins win over plugins."""
+    targets = {ep.name: ep.value for ep in entry_points(group=group)}
+    targets.update(_BUILTINS[group])
+    return targets
+
+
+def load(group: str, name: str) -> Any:
+    targets = available(group)
+    if name not in targets:
+        raise UnknownTypeError(name, list(targets))
+    return _import(targets[name])
+
+
+def create_check(name: str, config: CheckConfig, context: CheckContext) -> Check:
+    check: Check = load(CHECK_GROUP, config.type)(name, config, context)
+    return check
+
+
+def create_sink(name: str, config: SinkConfig, context: SinkContext) -> Sink:
+    sink: Sink = load(SINK_GROUP, config.type)(name, config, context)
+    return sink

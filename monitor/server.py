@@ -1,0 +1,93 @@
+"""The HTTP face of the daemon: /metrics, /healthz, /readyz, the incidents API and a status page."""
+
+import html
+from typing import Protocol
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from monitor.metrics import MonitorMetrics
+from monitor.model import Incident
+from monitor.store import StateStore
+
+HEALTHY_HEARTBEAT_AGE_SECONDS = 10.0
+
+
+class DaemonView(Protocol):
+    """What the server reads from the daemon."""
+
+    metrics: MonitorMetrics
+    store: StateStore
+    ready: bool
+
+    def heartbeat_age(self) -> float: ...
+
+
+def build_app(daemon: DaemonView) -> web.Application:
+    routes = web.RouteTableDef()
+
+    @routes.get("/metrics")
+    async def metrics(_: web.Request) -> web.Response:
+        response = web.Response(body=daemon.metrics.exposition())
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+    @routes.get("/healthz")
+    async def healthz(_: web.Request) -> web.Response:
+        age = daemon.heartbeat_age()
+        if age > HEALTHY_HEARTBEAT_AGE_SECONDS:
+            return web.json_response({"status": "stalled", "heartbeat_age_seconds": round(age, 1)}, status=503)
+        return web.json_response({"status": "ok"})
+
+    @routes.get("/readyz")
+    async def readyz(_: web.Request) -> web.Response:
+        if not daemon.ready:
+            return web.json_response({"status": "starting"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    @routes.get("/api/incidents")
+    async def list_incidents(request: web.Request) -> web.Response:
+        include_resolved = request.query.get("all") in ("1", "true", "yes")
+        incidents = daemon.store.recent_incidents() if include_resolved else daemon.store.open_incidents()
+        return web.json_response({"incidents": [_json(incident) for incident in incidents]})
+
+    @routes.get("/api/incidents/{id}")
+    async def get_incident(request: web.Request) -> web.Response:
+        incident = _lookup(daemon.store, request.match_info["id"])
+        return web.json_response(_json(incident))
+
+    @routes.get("/")
+    async def status_page(_: web.Request) -> web.Response:
+        return web.Response(text=_status_page(daemon.store.open_incidents()), content_type="text/html")
+
+    app = web.Application()
+    app.add_routes(routes)
+    return app
+
+
+def _lookup(store: StateStore, raw_id: str) -> Incident:
+    incident = store.get_incident(int(raw_id)) if raw_id.isdigit() else None
+    if incident is None:
+        raise web.HTTPNotFound(text=f'{{"error": "no incident {html.escape(raw_id)}"}}', content_type="application/json")
+    return incident
+
+
+def _json(incident: Incident) -> dict[str, object]:
+    return {"key": incident.key, **incident.model_dump(mode="json")}
+
+
+def _incident_row(incident: Incident) -> str:
+    return (
+        f"<tr><td>#{incident.id}</td><td>{incident.severity.value}</td><td>{html.escape(incident.key)}</td>"
+        f"<td>{html.escape(incident.summary)}</td><td>{incident.opened_at:%Y-%m-%d %H:%M:%SZ}</td></tr>"
+    )
+
+
+def _status_page(open_incidents: list[Incident]) -> str:
+    body = "".join(map(_incident_row, open_incidents)) or '<tr><td colspan="5">No open incidents.</td></tr>'
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='30'>"
+        "<title>health-monitor</title></head><body><h1>Open incidents</h1>"
+        f"<table><tr><th>ID</th><th>Severity</th><th>Incident</th><th>Summary</th><th>Opened</th></tr>{body}</table>"
+        "</body></html>"
+    )
