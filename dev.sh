@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One entry point that sets itself up: creates .venv with Python >= 3.11 on first use and
+# reinstalls dependencies whenever pyproject.toml changes.
+#   ./dev.sh run [ARGS]    the daemon on ./monitor.toml (health-monitor run ARGS)
+#   ./dev.sh test [ARGS]   the whole test suite (pytest ARGS)
+#   ./dev.sh lint          ruff
+#   ./dev.sh bench         the benchmarks under bench/
+#   ./dev.sh cli ARGS      any other health-monitor command
+set -euo pipefail
+cd "$(dirname "$0")"
+
+find_python() {
+    for candidate in "${PYTHON:-}" python3.11 python3.12 python3.13 python3; do
+        [ -n "$candidate" ] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$candidate"
+            return
+        fi
+    done
+    echo "dev.sh: Python 3.11 or newer is required" >&2
+    exit 1
+}
+
+setup() {
+    if [ ! -x .venv/bin/python ]; then
+        "$(find_python)" -m venv .venv
+    fi
+    local wanted
+    wanted=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$wanted" ]; then
+        .venv/bin/python -m pip install --quiet --upgrade pip
+        .venv/bin/python -m pip install --quiet -e '.[test]'
+        echo "$wanted" > .venv/.setup-stamp
+    fi
+}
+
+command=${1:-}
+[ $# -gt 0 ] && shift
+case "$command" in
+    run) setup; exec .venv/bin/health-monitor run "$@" ;;
+    test) setup; exec .venv/bin/pytest "$@" ;;
+    lint) setup; exec .venv/bin/ruff check . ;;
+    bench) setup; for b in bench/bench_*.py; do .venv/bin/python "$b" "$@"; done ;;
+    cli) setup; exec .venv/bin/health-monitor "$@" ;;
+    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac

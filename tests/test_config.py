@@ -1,0 +1,146 @@
+"""Every config mistake gets one line naming the key path and the reason, and exit 2."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from monitor.config import ConfigError, load_config
+
+VALID = """
+[monitor]
+name = "test"
+interval = "30s"
+
+[checks.api]
+type = "http"
+url = "http://127.0.0.1:1/health"
+timeout = "5s"
+
+[sinks.slack-oncall]
+type = "slack"
+webhook_url_env = "TEST_SLACK_WEBHOOK"
+"""
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    return raised.value.problems
+
+
+@pytest.fixture(autouse=True)
+def _webhook_env(monkeypatch: pytest.MonkeyPatch, clean_env: None) -> None:
+    monkeypatch.setenv("TEST_SLACK_WEBHOOK", "https://hooks.slack.invalid/services/T/B/secret")
+
+
+def test_a_valid_file_loads_with_defaults_filled_in(write_config) -> None:
+    config = load_config(write_config(VALID))
+    assert config.monitor.name == "test"
+    assert config.checks["api"].interval == 30.0
+    assert config.checks["api"].timeout == 5.0
+    assert config.sinks["slack-oncall"].webhook_url_env.value().endswith("/secret")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert problems_of(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: config file not found"]
+
+
+def test_toml_syntax_error_names_the_line(write_config) -> None:
+    path = write_config('[monitor]\nname = "x"\ninterval = \n')
+    (problem,) = problems_of(path)
+    assert "TOML syntax error" in problem
+    assert "line 3" in problem
+
+
+def test_unknown_key_is_named_with_its_path(write_config) -> None:
+    path = write_config(VALID.replace('timeout = "5s"', 'timeout = "5s"\nexpect_staus = [200]'))
+    assert problems_of(path) == ["checks.api.expect_staus: unknown key (check its spelling)"]
+
+
+def test_unknown_key_in_the_envelope(write_config) -> None:
+    path = write_config(VALID.replace('interval = "30s"', 'interval = "30s"\nconcurrancy = 5'))
+    assert problems_of(path) == ["monitor.concurrancy: unknown key (check its spelling)"]
+
+
+def test_bad_duration(write_config) -> None:
+    path = write_config(VALID.replace('timeout = "5s"', 'timeout = "5 minutes"'))
+    (problem,) = problems_of(path)
+    assert problem.startswith("checks.api.timeout: invalid duration '5 minutes'")
+
+
+def test_wrong_type(write_config) -> None:
+    path = write_config(VALID.replace('timeout = "5s"', 'timeout = "5s"\nfailure_threshold = "often"'))
+    (problem,) = problems_of(path)
+    assert problem.startswith("checks.api.failure_threshold: Input should be a valid integer")
+
+
+def test_unset_secret_variable_is_named_but_never_its_value(write_config, monkeypatch) -> None:
+    monkeypatch.delenv("TEST_SLACK_WEBHOOK")
+    assert problems_of(write_config(VALID)) == [
+        "sinks.slack-oncall.webhook_url_env: environment variable TEST_SLACK_WEBHOOK is not set"
+    ]
+
+
+def test_unknown_check_type(write_config) -> None:
+    path = write_config(VALID.replace('type = "http"', 'type = "htp"'))
+    (problem,) = problems_of(path)
+    assert problem.startswith("checks.api.type: unknown type 'htp' (known: ")
+
+
+def test_environment_overrides_the_file(write_config, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_CHECKS__API__URL", "http://127.0.0.1:2/other")
+    monkeypatch.setenv("MONITOR_MONITOR__CONCURRENCY", "7")
+    config = load_config(write_config(VALID))
+    assert config.checks["api"].url == "http://127.0.0.1:2/other"
+    assert config.monitor.concurrency == 7
+
+
+def test_config_path_from_environment(write_config, monkeypatch) -> None:
+    path = write_config(VALID)
+    monkeypatch.setenv("MONITOR_CONFIG", str(path))
+    assert load_config().path == path
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('timeout = "5s"', 'timeout = "soon"'), "error: checks.api.timeout: invalid duration 'soon'"),
+        (('type = "http"', 'type = "http"\nbogus = 1'), "error: checks.api.bogus: unknown key"),
+    ],
+)
+def test_check_config_prints_one_line_and_exits_2(write_config, edit, expected) -> None:
+    path = write_config(VALID.replace(*edit))
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.startswith(expected)
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in done.stderr
+
+
+def test_check_config_summarises_a_valid_file_without_secrets(write_config) -> None:
+    path = write_config(VALID)
+    done = subprocess.run(
+        [sys.executable, "-m", "monitor", "check-config", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TEST_SLACK_WEBHOOK": "https://hooks.slack.invalid/secret-token"},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 checks, 1 sinks" in done.stdout
+    assert "api" in done.stdout and "slack-oncall" in done.stdout
+    assert "secret-token" not in done.stdout + done.stderr
+
+
+def test_bundled_config_is_valid(clean_env) -> None:
+    config = load_config(Path(__file__).parent.parent / "monitor.toml")
+    assert {sink.type for sink in config.sinks.values()} == {"console", "file"}
+    assert config.monitor.state_path.endswith(".db")
