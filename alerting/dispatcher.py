@@ -57,7 +57,7 @@ class Dispatcher:
         for name in set(self._sinks) - set(sinks):
             self._workers.pop(name).cancel()
             self._queues.pop(name)
-        for name, sink in sinks.items():
+        for name in sinks:
             if name not in self._queues:
                 self._queues[name] = asyncio.Queue()
                 self._workers[name] = asyncio.create_task(self._work(name), name=f"sink:{name}")

@@ -16,8 +16,8 @@ from monitor.clock import SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration
-from monitor.metrics import MonitorMetrics
 from monitor.incidents import classify
+from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
 from monitor.runner import RunResult, run_check
 from monitor.store import SqliteStore

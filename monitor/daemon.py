@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from alerting.base import Notification, NotificationKind, Sink, SinkContext
 from alerting.dispatcher import Dispatcher
-from checks.base import Check, CheckContext
+from checks.base import CheckContext
 from monitor import __version__, registry
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
@@ -87,8 +87,9 @@ class Daemon:
         if self._reloading is None or self._reloading.done():
             self._reloading = asyncio.create_task(self.reload(), name="config:reload")
 
-    async def run(self) -> None:
-        self._install_signal_handlers()
+    async def run(self, handle_signals: bool = True) -> None:
+        if handle_signals:
+            self._install_signal_handlers()
         self.store = SqliteStore(self.config.monitor.state_path)
         self.http = http_session(self.config.monitor.concurrency)
         self.incidents = IncidentManager(

@@ -8,7 +8,7 @@ not run at all (an `error` finding) neither confirms nor clears the check's othe
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from checks.base import CheckConfig
 from monitor.clock import Clock
@@ -21,7 +21,7 @@ from monitor.store import StateStore
 _SEVERITY_BY_STATUS = {Status.CRITICAL: Severity.P2, Status.WARNING: Severity.P3, Status.UNKNOWN: Severity.P3}
 
 
-class IncidentEventKind(str, Enum):
+class IncidentEventKind(StrEnum):
     OPENED = "opened"
     SEVERITY_RAISED = "severity_raised"
     RESOLVED = "resolved"
@@ -89,7 +89,7 @@ class IncidentManager:
         could_not_run = CHECK_ERROR_CODE in failing
         tracked = set(state.streaks) | {key.split("/", 1)[1] for key in self._open if key.startswith(f"{check}/")}
         events = []
-        for code, finding in failing.items():
+        for finding in failing.values():
             events.extend(self._failed(check, config, state, finding))
         for code in tracked - failing.keys():
             if could_not_run:
@@ -117,7 +117,8 @@ class IncidentManager:
             previous = incident.severity
             incident.severity = severity
             incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
-            self._log.write(now, "severity raised", incident, f"{previous.value} -> {severity.value}: {finding.summary}")
+            change = f"{previous.value} -> {severity.value}: {finding.summary}"
+            self._log.write(now, "severity raised", incident, change)
             events.append(IncidentEvent(IncidentEventKind.SEVERITY_RAISED, incident.model_copy(deep=True), previous))
         self._store.save_incident(incident)
         return events
@@ -169,7 +170,8 @@ class IncidentManager:
         incident.state = "resolved"
         incident.resolved_at = now
         incident.resolution = resolution
-        incident.record(now, "resolved", f"resolved after {format_duration(incident.duration_seconds(now))}: {resolution}")
+        lasted = format_duration(incident.duration_seconds(now))
+        incident.record(now, "resolved", f"resolved after {lasted}: {resolution}")
         self._store.save_incident(incident)
         del self._open[incident.key]
         self._log.write(now, "resolved", incident, resolution)

@@ -23,7 +23,7 @@ class RunResult:
         return worst_status(self.findings)
 
 
-async def run_check(check: Check, timeout: float) -> RunResult:  # noqa: ASYNC109 - the timeout is enforced here
+async def run_check(check: Check, timeout: float) -> RunResult:
     clock = check.context.clock
     started = clock.monotonic()
     try:

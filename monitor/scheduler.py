@@ -105,7 +105,7 @@ class Scheduler:
     def _deliver(self, result: RunResult) -> None:
         try:
             self._on_result(result)
-        except Exception:  # noqa: BLE001 - one bad result must not stop the check's schedule
+        except Exception:
             log.exception("scheduler.result_handler_failed", check=result.check)
 
 

@@ -1,6 +1,7 @@
 """The HTTP face of the daemon: /metrics, /healthz, /readyz, the incidents API and a status page."""
 
 import html
+import json
 from typing import Protocol
 
 from aiohttp import web
@@ -68,7 +69,9 @@ def build_app(daemon: DaemonView) -> web.Application:
 def _lookup(store: StateStore, raw_id: str) -> Incident:
     incident = store.get_incident(int(raw_id)) if raw_id.isdigit() else None
     if incident is None:
-        raise web.HTTPNotFound(text=f'{{"error": "no incident {html.escape(raw_id)}"}}', content_type="application/json")
+        raise web.HTTPNotFound(
+            text=json.dumps({"error": f"no incident {raw_id}"}), content_type="application/json"
+        )
     return incident
 
 

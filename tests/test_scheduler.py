@@ -58,7 +58,7 @@ def context(fake_clock: FakeClock, http_session) -> CheckContext:
 
 
 async def test_a_thousand_intervals_give_a_thousand_runs_without_drift(fake_clock, context) -> None:
-    scheduler, results, _ = make_scheduler(fake_clock)
+    scheduler, _results, _ = make_scheduler(fake_clock)
     check = ScriptedCheck("api", context, cost=0.3)
     scheduler.add(check, interval=1.0, timeout=0.9)
     await fake_clock.advance(1000.0)

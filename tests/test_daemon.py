@@ -1,0 +1,132 @@
+"""The daemon in-process: its HTTP endpoints, and SIGHUP reloads that never break it."""
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+import structlog
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.config import load_config
+from monitor.daemon import Daemon
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def config_text(port: int, target: str, extra: str = "") -> str:
+    return f"""
+[monitor]
+name = "in-process"
+state_path = "{{dir}}/state.db"
+incident_log = "{{dir}}/incidents.log"
+
+[server]
+listen = "127.0.0.1:{port}"
+
+[checks.api]
+type = "http"
+url = "{target}/ok"
+interval = "100ms"
+timeout = "1s"
+{extra}
+"""
+
+
+@pytest.fixture
+async def running(tmp_path: Path, serve, clean_env) -> AsyncIterator[tuple[Daemon, Path, str, str]]:
+    app = web.Application()
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/ok", ok)
+    target = f"http://127.0.0.1:{(await serve(app)).port}"
+    port = free_port()
+    path = tmp_path / "monitor.toml"
+    path.write_text(config_text(port, target).replace("{dir}", str(tmp_path)))
+    daemon = Daemon(load_config(path))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            try:
+                async with session.get(f"{base}/readyz") as response:
+                    if response.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.02)
+    yield daemon, path, base, target
+    daemon.request_stop()
+    await asyncio.wait_for(task, timeout=10)
+
+
+async def get(url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        return response.status, await response.text()
+
+
+async def wait_until(condition, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
+        await asyncio.sleep(0.02)
+
+
+async def test_health_readiness_and_metrics(running) -> None:
+    daemon, _, base, _ = running
+    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}))
+    assert (await get(f"{base}/healthz"))[0] == 200
+    assert (await get(f"{base}/readyz"))[0] == 200
+    _status, text = await get(f"{base}/metrics")
+    families = {family.name for family in text_string_to_metric_families(text)}
+    assert {
+        "health_monitor_check_up", "health_monitor_check_status", "health_monitor_check_duration_seconds",
+        "health_monitor_check_runs", "health_monitor_check_last_run_timestamp_seconds",
+        "health_monitor_incidents_open", "health_monitor_incidents", "health_monitor_notifications_pending",
+        "health_monitor_scheduler_lateness_seconds", "health_monitor_build_info",
+    } <= families
+
+
+async def test_incident_api_answers_404_for_unknown_ids(running) -> None:
+    _, _, base, _ = running
+    assert (await get(f"{base}/api/incidents"))[0] == 200
+    assert (await get(f"{base}/api/incidents/999"))[0] == 404
+    assert (await get(f"{base}/api/incidents/abc"))[0] == 404
+
+
+async def test_healthz_fails_when_the_scheduler_loop_stalls(running) -> None:
+    daemon, _, base, _ = running
+    daemon.scheduler.last_heartbeat -= 60
+    status, body = await get(f"{base}/healthz")
+    assert status == 503 and "stalled" in body
+
+
+async def test_an_invalid_reload_keeps_the_running_config(running) -> None:
+    daemon, path, _, _ = running
+    before = daemon.config
+    path.write_text(path.read_text() + "\nbogus_key = 1\n")
+    with structlog.testing.capture_logs() as logged:
+        await daemon.reload()
+    assert daemon.config is before
+    (rejected,) = [entry for entry in logged if entry["event"] == "config.reload_rejected"]
+    assert rejected["problems"] == ["checks.api.bogus_key: unknown key (check its spelling)"]
+    assert list(daemon.scheduler.checks) == ["api"]
+
+
+async def test_a_valid_reload_adds_and_removes_checks(running, tmp_path: Path) -> None:
+    daemon, path, _, _target = running
+    text = path.read_text().replace("[checks.api]", "[checks.web]")
+    path.write_text(text)
+    await daemon.reload()
+    assert list(daemon.scheduler.checks) == ["web"]
+    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "web"}))
+    assert daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}) is None
