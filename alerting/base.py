@@ -23,9 +23,11 @@ class NotificationKind(StrEnum):
     RESOLUTION = "resolution"
 
 
-@dataclass(frozen=True, slots=True)
-class Notification:
-    """One message about one incident, with an id stable across retries (an idempotency key)."""
+class Notification(BaseModel):
+    """One message about one incident, with an id stable across retries and restarts
+    (sent as an idempotency or dedup key where the sink supports one)."""
+
+    model_config = ConfigDict(frozen=True)
 
     id: str
     kind: NotificationKind
