@@ -12,6 +12,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.clock import Clock
+from monitor.durations import Duration
 from monitor.model import Incident, Severity
 
 __all__ = ["DeliveryError", "Notification", "NotificationKind", "Sink", "SinkConfig", "SinkContext"]
@@ -44,7 +45,8 @@ class SinkConfig(BaseModel):
     type: str
     min_severity: Severity = Field(default=Severity.P4, description="Least urgent severity this sink receives.")
     send_resolved: bool = Field(default=True, description="Also send resolution messages.")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds allowed for one delivery attempt.")
+    timeout: Duration = Field(default=10.0, gt=0, description="Time allowed for one delivery attempt.")
+    max_age: Duration = Field(default=3600.0, gt=0, description="Retry until a notification is this old.")
 
     def wants(self, notification: Notification) -> bool:
         if notification.kind is NotificationKind.RESOLUTION and not self.send_resolved:

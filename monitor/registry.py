@@ -24,6 +24,10 @@ BUILTIN_SINKS = {
     "console": "alerting.console:ConsoleSink",
     "file": "alerting.logfile:LogFileSink",
     "slack": "alerting.slack:SlackSink",
+    "email": "alerting.email:EmailSink",
+    "webhook": "alerting.webhook:WebhookSink",
+    "alertmanager": "alerting.alertmanager:AlertmanagerSink",
+    "pagerduty": "alerting.pagerduty:PagerDutySink",
 }
 _BUILTINS = {CHECK_GROUP: BUILTIN_CHECKS, SINK_GROUP: BUILTIN_SINKS}
 

@@ -1,11 +1,31 @@
-"""The state store: where incidents live so that they survive a restart. SQLite by default;
-anything with the `StateStore` shape can replace it."""
+"""The state store: incidents and the notification outbox, so that both survive a restart.
+SQLite by default; anything with the `StateStore` shape can replace it."""
 
 import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from monitor.model import Incident
+
+DeliveryState = Literal["pending", "sent", "dead"]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One notification for one sink, as the outbox records it."""
+
+    notification_id: str
+    sink: str
+    incident_id: int
+    kind: str
+    document: str
+    state: DeliveryState
+    attempts: int
+    created_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -16,7 +36,27 @@ CREATE TABLE IF NOT EXISTS incidents (
     document TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    notification_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    incident_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    document TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    finished_at TEXT,
+    last_error TEXT,
+    UNIQUE (notification_id, sink)
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq);
+CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id);
 """
+
+_DELIVERY_COLUMNS = (
+    "notification_id, sink, incident_id, kind, document, state, attempts, created_at, finished_at, last_error"
+)
 
 
 class StateStore(Protocol):
@@ -33,6 +73,22 @@ class StateStore(Protocol):
     def recent_incidents(self, limit: int = 100) -> list[Incident]:
         """Open and resolved incidents, newest first."""
         ...
+
+    def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
+                created_at: datetime) -> bool:
+        """Record a delivery before it is attempted; False when it was already recorded."""
+        ...
+
+    def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None: ...
+
+    def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
+               error: str | None = None) -> None: ...
+
+    def pending_deliveries(self) -> list[Delivery]:
+        """Deliveries not yet sent nor given up, oldest first."""
+        ...
+
+    def deliveries_for(self, incident_id: int) -> list[Delivery]: ...
 
     def close(self) -> None: ...
 
@@ -74,6 +130,46 @@ class SqliteStore:
     def recent_incidents(self, limit: int = 100) -> list[Incident]:
         rows = self._db.execute("SELECT document FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [Incident.model_validate_json(row[0]) for row in rows]
+
+    def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
+                created_at: datetime) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO outbox (notification_id, sink, incident_id, kind, document, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (notification_id, sink, incident_id, kind, document, created_at.isoformat()),
+        )
+        return cursor.rowcount == 1
+
+    def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
+        self._db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE notification_id = ? AND sink = ?",
+            (error, notification_id, sink),
+        )
+
+    def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
+               error: str | None = None) -> None:
+        self._db.execute(
+            "UPDATE outbox SET state = ?, finished_at = ?, last_error = COALESCE(?, last_error)"
+            " WHERE notification_id = ? AND sink = ?",
+            (state, at.isoformat(), error, notification_id, sink),
+        )
+
+    def pending_deliveries(self) -> list[Delivery]:
+        return self._deliveries("WHERE state = 'pending' ORDER BY seq", ())
+
+    def deliveries_for(self, incident_id: int) -> list[Delivery]:
+        return self._deliveries("WHERE incident_id = ? ORDER BY seq", (incident_id,))
+
+    def _deliveries(self, where: str, parameters: tuple[object, ...]) -> list[Delivery]:
+        rows = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM outbox {where}", parameters).fetchall()
+        return [
+            Delivery(
+                notification_id=row[0], sink=row[1], incident_id=row[2], kind=row[3], document=row[4],
+                state=row[5], attempts=row[6], created_at=datetime.fromisoformat(row[7]),
+                finished_at=datetime.fromisoformat(row[8]) if row[8] else None, last_error=row[9],
+            )
+            for row in rows
+        ]
 
     def close(self) -> None:
         self._db.close()

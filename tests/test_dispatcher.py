@@ -2,37 +2,61 @@
 message, and one dead sink never delaying another."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from alerting.base import NotificationKind, SinkContext
 from alerting.dispatcher import Dispatcher
 from alerting.slack import SlackSink
-from monitor.clock import SystemClock
+from monitor.clock import Clock, SystemClock
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
+from monitor.store import SqliteStore
 from tests.alerting_helpers import Receiver, notification
+from tests.fakes import FakeClock
 
 
 class RecordingSleep:
-    """Stands in for asyncio.sleep between retries: records the wait, returns at once."""
+    """Stands in for asyncio.sleep between retries: records the wait and moves the fake
+    clock by it, returning at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
         self.waits: list[float] = []
 
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
+        self.clock.consume(seconds)
         await asyncio.sleep(0)
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> SqliteStore:
+    return SqliteStore(tmp_path / "state.db")
+
+
+@pytest.fixture
+def dispatch(store: SqliteStore, fake_clock: FakeClock):
+    """A dispatcher on the fake clock, with its metrics and its recorded retry waits."""
+
+    def make(sinks: dict[str, SlackSink]) -> tuple[Dispatcher, MonitorMetrics, RecordingSleep]:
+        metrics, sleep = MonitorMetrics(), RecordingSleep(fake_clock)
+        return Dispatcher(sinks, store, metrics, fake_clock, sleep=sleep), metrics, sleep
+
+    return make
+
+
+@pytest.fixture
 async def make_slack(serve, http_session, monkeypatch):
-    async def make(receiver: Receiver, name: str = "slack-oncall", **keys: object) -> SlackSink:
+    async def make(
+        receiver: Receiver, name: str = "slack-oncall", clock: Clock | None = None, **keys: object
+    ) -> SlackSink:
         server = await serve(receiver.app())
         variable = f"TEST_WEBHOOK_{name.upper().replace('-', '_')}"
         monkeypatch.setenv(variable, f"http://127.0.0.1:{server.port}/hook")
         config = SlackSink.Config.model_validate({"type": "slack", "webhook_url_env": variable, **keys})
-        return SlackSink(name, config, SinkContext(http_session, SystemClock()))
+        return SlackSink(name, config, SinkContext(http_session, clock or SystemClock()))
 
     return make
 
@@ -42,11 +66,10 @@ def sample(metrics: MonitorMetrics, sink: str, result: str) -> float:
     return metrics.registry.get_sample_value("health_monitor_notifications_total", labels) or 0
 
 
-async def test_429_with_retry_after_is_waited_out_and_delivered_once(make_slack) -> None:
+async def test_429_with_retry_after_is_waited_out_and_delivered_once(make_slack, dispatch) -> None:
     receiver = Receiver(script=[(429, {"Retry-After": "1"})])
     sink = await make_slack(receiver)
-    metrics, sleep = MonitorMetrics(), RecordingSleep()
-    dispatcher = Dispatcher({"slack-oncall": sink}, metrics, SystemClock(), sleep=sleep)
+    dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
     dispatcher.submit(notification())
     await dispatcher.drain(timeout=10)
     assert sleep.waits == [1.0]
@@ -56,11 +79,10 @@ async def test_429_with_retry_after_is_waited_out_and_delivered_once(make_slack)
     assert metrics.registry.get_sample_value("health_monitor_notifications_pending") == 0
 
 
-async def test_server_errors_are_retried_with_growing_backoff(make_slack) -> None:
+async def test_server_errors_are_retried_with_growing_backoff(make_slack, dispatch) -> None:
     receiver = Receiver(script=[(500, {}), (502, {}), (503, {})])
     sink = await make_slack(receiver)
-    sleep = RecordingSleep()
-    dispatcher = Dispatcher({"slack-oncall": sink}, MonitorMetrics(), SystemClock(), sleep=sleep)
+    dispatcher, _, sleep = dispatch({"slack-oncall": sink})
     dispatcher.submit(notification())
     await dispatcher.drain(timeout=10)
     assert len(receiver.received) == 1
@@ -68,58 +90,80 @@ async def test_server_errors_are_retried_with_growing_backoff(make_slack) -> Non
     assert sleep.waits[0] >= 1.0 and sleep.waits[2] >= 4.0
 
 
-async def test_a_rejected_message_is_not_retried_and_counted_dead(make_slack) -> None:
+async def test_a_rejected_message_is_not_retried_and_counted_dead(make_slack, dispatch) -> None:
     receiver = Receiver(script=[(400, {})])
     sink = await make_slack(receiver)
-    metrics = MonitorMetrics()
-    dispatcher = Dispatcher({"slack-oncall": sink}, metrics, SystemClock(), sleep=RecordingSleep())
+    dispatcher, metrics, _ = dispatch({"slack-oncall": sink})
     dispatcher.submit(notification())
     await dispatcher.drain(timeout=10)
     assert receiver.attempts == 1
     assert sample(metrics, "slack-oncall", "dead") == 1
 
 
-async def test_gives_up_after_the_maximum_age(make_slack) -> None:
+async def test_gives_up_after_the_maximum_age_and_keeps_the_dead_letter(
+    make_slack, dispatch, fake_clock, store
+) -> None:
     receiver = Receiver(always_fail=True)
-    sink = await make_slack(receiver)
-    metrics = MonitorMetrics()
-    dispatcher = Dispatcher({"slack-oncall": sink}, metrics, SystemClock(), max_age=0.3, sleep=RecordingSleep())
+    sink = await make_slack(receiver, clock=fake_clock, max_age="5m")
+    dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
     dispatcher.submit(notification())
     await dispatcher.drain(timeout=10)
     assert sample(metrics, "slack-oncall", "dead") == 1
     assert receiver.received == []
+    assert 300 <= sum(sleep.waits) < 360
+    (delivery,) = store.deliveries_for(7)
+    assert (delivery.state, delivery.attempts) == ("dead", receiver.attempts)
+    assert delivery.last_error == "Slack answered 500 error"
 
 
-async def test_min_severity_routes_p3_away_from_a_p2_sink(make_slack) -> None:
+async def test_pending_deliveries_resume_after_a_restart_and_arrive_once(make_slack, dispatch, store) -> None:
+    down = Receiver(always_fail=True)
+    first, _, _ = dispatch({"slack-oncall": await make_slack(down)})
+    first.submit(notification())
+    first.submit(notification())  # the same notification again is recorded once
+    await asyncio.sleep(0.1)
+    await first.drain(timeout=0)
+    assert [d.state for d in store.pending_deliveries()] == ["pending"]
+
+    up = Receiver()
+    second, metrics, _ = dispatch({"slack-oncall": await make_slack(up)})
+    second.resume()
+    await second.drain(timeout=10)
+    assert len(up.received) == 1
+    assert [d.state for d in store.deliveries_for(7)] == ["sent"]
+    assert metrics.registry.get_sample_value("health_monitor_notifications_pending") == 0
+
+
+async def test_min_severity_routes_p3_away_from_a_p2_sink(make_slack, dispatch) -> None:
     everyone, leads = Receiver(), Receiver()
     sinks = {
         "everyone": await make_slack(everyone, "everyone"),
         "leads": await make_slack(leads, "leads", min_severity="P2"),
     }
-    dispatcher = Dispatcher(sinks, MonitorMetrics(), SystemClock(), sleep=RecordingSleep())
-    dispatcher.submit(notification(severity=Severity.P3))
+    dispatcher, _, _ = dispatch(sinks)
+    dispatcher.submit(notification(severity=Severity.P3, id=8))
     dispatcher.submit(notification(severity=Severity.P1))
     await dispatcher.drain(timeout=10)
     assert [p["text"].splitlines()[1] for p in everyone.received] == ["Severity: P3", "Severity: P1"]
     assert [p["text"].splitlines()[1] for p in leads.received] == ["Severity: P1"]
 
 
-async def test_send_resolved_false_skips_resolutions(make_slack) -> None:
+async def test_send_resolved_false_skips_resolutions(make_slack, dispatch) -> None:
     receiver = Receiver()
     sink = await make_slack(receiver, send_resolved=False)
-    dispatcher = Dispatcher({"slack-oncall": sink}, MonitorMetrics(), SystemClock(), sleep=RecordingSleep())
+    dispatcher, _, _ = dispatch({"slack-oncall": sink})
     dispatcher.submit(notification(NotificationKind.RESOLUTION))
     await dispatcher.drain(timeout=10)
     assert receiver.attempts == 0
 
 
-async def test_a_hanging_sink_does_not_delay_another(make_slack) -> None:
+async def test_a_hanging_sink_does_not_delay_another(make_slack, dispatch) -> None:
     stuck, healthy = Receiver(hang=True), Receiver()
     sinks = {
         "stuck": await make_slack(stuck, "stuck", timeout=30),
         "healthy": await make_slack(healthy, "healthy"),
     }
-    dispatcher = Dispatcher(sinks, MonitorMetrics(), SystemClock(), sleep=RecordingSleep())
+    dispatcher, _, _ = dispatch(sinks)
     dispatcher.submit(notification())
     deadline = asyncio.get_running_loop().time() + 5
     while not healthy.received and asyncio.get_running_loop().time() < deadline:

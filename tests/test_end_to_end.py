@@ -193,3 +193,30 @@ def _value(families, name: str, **labels: str) -> float:
         if all(sample.labels.get(k) == v for k, v in labels.items()) and not sample.name.endswith("_created"):
             return sample.value
     raise AssertionError(f"no sample {name}{labels}")
+
+
+async def test_a_notification_pending_when_the_daemon_is_killed_is_delivered_once_after_restart(setup) -> None:
+    target, slack, daemon = setup
+    slack.always_fail = True
+    await daemon.start()
+    target.healthy = False
+    await wait_for(_attempted(slack), "a failed delivery attempt")
+    assert daemon.process is not None
+    daemon.process.kill()
+    await daemon.process.wait()
+
+    slack.always_fail = False
+    target.healthy = True  # whatever happens next, the pending initial alert must still go out
+    await daemon.start()
+    await wait_for(lambda: _has(slack, "INCIDENT DETECTED"), "the resumed initial alert")
+    await wait_for(lambda: _has(slack, "INCIDENT RESOLVED"), "the resolution")
+    code, _ = await daemon.stop()
+    assert code == 0
+    assert [p["text"].splitlines()[0] for p in slack.received] == ["🚨 INCIDENT DETECTED 🚨", "✅ INCIDENT RESOLVED"]
+
+
+def _attempted(receiver: Receiver):
+    async def attempted() -> bool:
+        return receiver.attempts >= 1
+
+    return attempted
