@@ -21,6 +21,10 @@ __all__ = ["DeliveryError", "Notification", "NotificationKind", "Sink", "SinkCon
 class NotificationKind(StrEnum):
     INITIAL = "initial"
     SEVERITY_RAISED = "severity_raised"
+    ESCALATION = "escalation"
+    ACKNOWLEDGED = "acknowledged"
+    RESPONSE_BREACHED = "response_breached"
+    STATUS_UPDATE = "status_update"
     RESOLUTION = "resolution"
 
 
@@ -37,6 +41,10 @@ class Notification(BaseModel):
     created_at: datetime
     previous_severity: Severity | None = None
     next_update_seconds: float = 0.0
+    escalation_level: int | None = None
+    escalation_role: str | None = None
+    status: str | None = None
+    progress: tuple[str, ...] = ()
 
 
 class SinkConfig(BaseModel):

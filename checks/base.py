@@ -34,6 +34,9 @@ class CheckConfig(BaseModel):
     )
     impact: str | None = Field(default=None, description="What users notice when this check fails.")
     runbook: str | None = Field(default=None, description="Playbook section (or URL) named in the alert.")
+    depends_on: list[str] = Field(
+        default_factory=list, description="Checks whose open incidents absorb this check's failures."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,12 @@
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,10 +18,11 @@ from monitor import __version__, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.daemon import Daemon, http_session
-from monitor.durations import format_duration
+from monitor.durations import format_duration, parse_duration
 from monitor.incidents import classify
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
+from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
 from monitor.store import SqliteStore
 
@@ -70,6 +74,30 @@ def _parser() -> argparse.ArgumentParser:
     incidents = command("incidents", _incidents, "List open (or all recent) incidents from the state store.")
     incidents.add_argument("--all", action="store_true", help="include resolved incidents")
     incidents.add_argument("--format", choices=["table", "json"], default="table")
+
+    ack = command("ack", _ack, "Acknowledge an incident: escalation stops.")
+    ack.add_argument("id", type=int, help="incident id")
+    ack.add_argument("--by", default=getpass.getuser(), help="who takes it (default: your user name)")
+    ack.add_argument("--note", default="", help="what you are doing about it")
+
+    postmortem = command("postmortem", _postmortem, "Print (or write) the post-mortem draft of an incident.")
+    postmortem.add_argument("id", type=int, help="incident id")
+    postmortem.add_argument("--output", metavar="FILE", help="write to FILE instead of printing")
+
+    silence = command("silence", lambda _: 2, "Silence a check: findings are recorded, no one is paged.")
+    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="silence a check for a while")
+    add.add_argument("--check", required=True, help='check name, or "*" for every check')
+    add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 1h")
+    add.add_argument("--reason", required=True)
+    add.set_defaults(handler=_silence_add)
+    listing = actions.add_parser("list", help="active and upcoming silences")
+    listing.set_defaults(handler=_silence_list)
+    remove = actions.add_parser("remove", help="end a silence now")
+    remove.add_argument("id", type=int)
+    remove.set_defaults(handler=_silence_remove)
+    for sub in (add, listing, remove):
+        sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
     return parser
 
 
@@ -214,6 +242,93 @@ def _print_incidents_table(incidents: list[Incident], title: str) -> None:
             incident.summary,
         )
     _console().print(table)
+
+
+def _open_store(config: Config) -> SqliteStore:
+    return SqliteStore(config.monitor.state_path)
+
+
+def _ack(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = _open_store(config)
+    try:
+        incident = store.get_incident(args.id)
+        if incident is None:
+            raise UsageError(f"no incident {args.id}")
+        if not incident.is_open:
+            print(f"incident #{incident.id} ({incident.key}) is already resolved")
+            return 0
+        store.request_acknowledgement(incident.id, datetime.now(UTC), args.by, args.note)
+    finally:
+        store.close()
+    print(f"acknowledged #{incident.id} ({incident.key}) as {args.by}; the running daemon stops its escalation")
+    return 0
+
+
+def _postmortem(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = _open_store(config)
+    try:
+        incident = store.get_incident(args.id)
+        if incident is None:
+            raise UsageError(f"no incident {args.id}")
+        draft = render_postmortem(incident, store, config.monitor.name, datetime.now(UTC))
+    finally:
+        store.close()
+    if args.output:
+        Path(args.output).write_text(draft, encoding="utf-8")
+        print(f"post-mortem draft of #{incident.id} written to {args.output}")
+    else:
+        print(draft, end="")
+    return 0
+
+
+def _silence_add(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.check != "*" and args.check not in config.checks:
+        raise UsageError(f"no check named {args.check} in {config.path} (known: {', '.join(config.checks)})")
+    try:
+        seconds = parse_duration(args.duration)
+    except ValueError as exc:
+        raise UsageError(f"--for: {exc}") from None
+    now = datetime.now(UTC)
+    store = _open_store(config)
+    try:
+        silence = store.add_silence(args.check, now, now + timedelta(seconds=seconds), args.reason)
+    finally:
+        store.close()
+    print(f"silence #{silence.id}: {silence.check} until {silence.ends_at:%Y-%m-%d %H:%M:%S}Z ({args.reason})")
+    return 0
+
+
+def _silence_list(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = _open_store(config)
+    try:
+        silences = store.silences(datetime.now(UTC))
+    finally:
+        store.close()
+    table = Table("id", "check", "from", "until", "reason", title="silences")
+    for silence in silences:
+        table.add_row(
+            str(silence.id), silence.check, f"{silence.starts_at:%Y-%m-%d %H:%M}Z",
+            f"{silence.ends_at:%Y-%m-%d %H:%M}Z", silence.reason,
+        )
+    _console().print(table)
+    return 0
+
+
+def _silence_remove(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    store = _open_store(config)
+    try:
+        removed = store.remove_silence(args.id)
+    finally:
+        store.close()
+    if not removed:
+        raise UsageError(f"no active silence {args.id}")
+    print(f"silence #{args.id} removed; paging resumes for what is still failing")
+    return 0
 
 
 def _console() -> Console:

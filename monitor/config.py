@@ -8,10 +8,11 @@ import re
 import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -49,7 +50,14 @@ class MonitorSection(_Section):
     concurrency: int = Field(default=200, ge=1, description="Check runs in flight at most.")
     state_path: str = Field(default="state/health-monitor.db", description="SQLite state store.")
     incident_log: str = Field(default="incidents.log", description="One line per incident event.")
+    postmortem_dir: str = Field(default="postmortems", description="Where post-mortem drafts of P1/P2 are written.")
     shutdown_grace: Duration = Field(default=5.0, description="Time in-flight work gets at shutdown.")
+    connectivity_check: str | None = Field(
+        default=None,
+        description="A URL or host:port that should always answer; while it fails, findings are unknown.",
+    )
+    flap_low_threshold: float = Field(default=20.0, ge=0, le=100, description="Percent state change ending flapping.")
+    flap_high_threshold: float = Field(default=30.0, ge=0, le=100, description="Percent state change starting it.")
 
 
 class ServerSection(_Section):
@@ -85,6 +93,66 @@ DEFAULT_SEVERITY_POLICIES = {
     Severity.P4: SeverityPolicy(response=24 * 3600, update_every=24 * 3600),
 }
 
+class EscalationLevel(_Section):
+    """One step of the playbook's escalation chain; `after` counts from the first page."""
+
+    level: int = Field(ge=1)
+    after: Duration
+    role: str
+    notify: list[str] = Field(default_factory=list, description="Sinks that hear of an incident from this level on.")
+    severities: list[Severity] = Field(
+        default_factory=lambda: list(Severity), description="Severities that climb to this level."
+    )
+
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class MaintenanceWindow(_Section):
+    """A planned window in which the named checks' findings are recorded but page no one.
+    Either `start`/`end` (one-off) or `days`/`at`/`duration` (weekly, UTC)."""
+
+    name: str
+    checks: list[str] = Field(description='Checks covered; ["*"] for all.')
+    reason: str = ""
+    start: datetime | None = None
+    end: datetime | None = None
+    days: list[Weekday] = Field(default_factory=list)
+    at: time | None = Field(default=None, description="Weekly start time, UTC, e.g. 02:00.")
+    duration: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> "MaintenanceWindow":
+        one_off = self.start is not None and self.end is not None
+        weekly = bool(self.days) and self.at is not None and self.duration is not None
+        if one_off == weekly:
+            raise ValueError("give either start and end, or days, at and duration")
+        if one_off and self.end <= self.start:  # type: ignore[operator]
+            raise ValueError("end must be after start")
+        return self
+
+    def active_at(self, now: datetime) -> bool:
+        if self.start is not None and self.end is not None:
+            return _utc(self.start) <= now < _utc(self.end)
+        assert self.at is not None and self.duration is not None
+        for days_back in range(8):
+            day = (now - timedelta(days=days_back)).date()
+            if WEEKDAYS[day.weekday()] not in self.days:
+                continue
+            begins = datetime.combine(day, self.at, tzinfo=UTC)
+            if begins <= now < begins + timedelta(seconds=self.duration):
+                return True
+        return False
+
+    def covers(self, check: str) -> bool:
+        return "*" in self.checks or check in self.checks
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 _config_path: ContextVar[Path] = ContextVar("config_path")
 
 
@@ -98,6 +166,8 @@ class Settings(BaseSettings):
     monitor: MonitorSection = MonitorSection()
     server: ServerSection = ServerSection()
     severity: dict[Severity, SeverityPolicy] = Field(default_factory=dict)
+    escalation: list[EscalationLevel] = Field(default_factory=list)
+    maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -134,6 +204,10 @@ class Config:
     def severity_policy(self, severity: Severity) -> SeverityPolicy:
         return self.settings.severity.get(severity, DEFAULT_SEVERITY_POLICIES[severity])
 
+    @property
+    def escalation(self) -> list[EscalationLevel]:
+        return sorted(self.settings.escalation, key=lambda level: (level.after, level.level))
+
 
 
 def resolve_path(path: str | os.PathLike[str] | None) -> Path:
@@ -158,6 +232,7 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
         for name, raw in settings.sinks.items()
         if (model := _validate_plugin(registry.SINK_GROUP, "sinks", name, raw, problems)) is not None
     }
+    problems += _cross_reference_problems(settings, checks)
     if problems:
         raise ConfigError(problems)
     defaults = settings.monitor
@@ -180,6 +255,32 @@ def _load_settings(path: Path, overrides: dict[str, Any]) -> Settings:
         raise ConfigError(describe_validation_error(exc)) from None
     finally:
         _config_path.reset(token)
+
+
+def _cross_reference_problems(settings: Settings, checks: dict[str, CheckConfig]) -> list[str]:
+    """Names that must point at something that exists: sinks, checks, dependencies."""
+    problems = []
+    for index, level in enumerate(settings.escalation):
+        problems += [
+            f"escalation.{index}.notify: no sink named {name!r}" for name in level.notify if name not in settings.sinks
+        ]
+    levels = [level.level for level in settings.escalation]
+    if len(set(levels)) != len(levels):
+        problems.append("escalation: each level number may appear once")
+    for index, window in enumerate(settings.maintenance):
+        problems += [
+            f"maintenance.{index}.checks: no check named {name!r}"
+            for name in window.checks
+            if name != "*" and name not in settings.checks
+        ]
+    for name, check in checks.items():
+        for dependency in check.depends_on:
+            if dependency == name or dependency not in settings.checks:
+                problems.append(f"checks.{name}.depends_on: no other check named {dependency!r}")
+    monitor = settings.monitor
+    if monitor.flap_low_threshold > monitor.flap_high_threshold:
+        problems.append("monitor.flap_low_threshold: must not exceed flap_high_threshold")
+    return problems
 
 
 def _validate_plugin(group: str, section: str, name: str, raw: dict[str, Any], problems: list[str]) -> Any:

@@ -9,17 +9,20 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel
 
-from alerting.base import Notification, NotificationKind, Sink, SinkContext
+from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
 from monitor import __version__, registry
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
+from monitor.connectivity import ConnectivityProbe
 from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
+from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.logs import secret_masker
 from monitor.metrics import MonitorMetrics
-from monitor.model import Severity
+from monitor.model import Incident, Severity, Status
+from monitor.notifier import Notifier
+from monitor.postmortem import write_postmortem
 from monitor.runner import RunResult
 from monitor.scheduler import Scheduler
 from monitor.secrets import EnvSecret
@@ -28,11 +31,8 @@ from monitor.store import SqliteStore, StateStore
 
 log = structlog.get_logger("monitor.daemon")
 
-_NOTIFICATION_KIND = {
-    IncidentEventKind.OPENED: NotificationKind.INITIAL,
-    IncidentEventKind.SEVERITY_RAISED: NotificationKind.SEVERITY_RAISED,
-    IncidentEventKind.RESOLVED: NotificationKind.RESOLUTION,
-}
+TICK_SECONDS = 1.0
+CONNECTIVITY_CODE = "connectivity"
 
 
 def config_secrets(config: Config) -> list[str]:
@@ -93,11 +93,13 @@ class Daemon:
         self.store = SqliteStore(self.config.monitor.state_path)
         self.http = http_session(self.config.monitor.concurrency)
         self.incidents = IncidentManager(
-            self.store, IncidentLog(self.config.monitor.incident_log), self.clock, dict(self.config.checks)
+            self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
         )
         self._refresh_incident_gauges()
         self.dispatcher = Dispatcher(self._build_sinks(self.config), self.store, self.metrics, self.clock)
         self.dispatcher.resume()
+        self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
+        self.connectivity = self._connectivity_probe(self.config)
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
         runner = web.AppRunner(build_app(self), access_log=None)
         await runner.setup()
@@ -107,6 +109,7 @@ class Daemon:
             self.scheduler.start()
             for name in self.config.checks:
                 await self._schedule(name, self.config)
+            ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self.ready = True
             log.info(
                 "daemon.started",
@@ -117,6 +120,7 @@ class Daemon:
                 open_incidents=len(self.incidents.open_incidents),
             )
             await self._stop.wait()
+            ticker.cancel()
         finally:
             await self._shutdown(runner)
 
@@ -137,9 +141,11 @@ class Daemon:
         for name in new.checks:
             if name not in self.scheduler.checks:
                 await self._schedule(name, new)
-        self._notify(self.incidents.update_checks(dict(new.checks)))
         kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
         self.dispatcher.replace_sinks(self._build_sinks(new, keep=kept))
+        self.notifier.config = new
+        self.connectivity = self._connectivity_probe(new)
+        self._publish(self.incidents.update_config(new))
         if new.server.listen != old.server.listen:
             log.warning("config.reload_needs_restart", key="server.listen", running=old.server.listen)
         log.info("config.reloaded", checks=len(new.checks), sinks=len(new.sinks))
@@ -168,32 +174,66 @@ class Daemon:
             for name, sink_config in config.sinks.items()
         }
 
-    def _on_result(self, result: RunResult) -> None:
-        self.metrics.record_run(result.check, result.status, result.duration, self.clock.now().timestamp())
-        events = self.incidents.observe(result.check, result.findings)
+    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
+        incident, events = self.incidents.acknowledge(incident_id, by, note)
+        self._publish(events)
+        return incident
+
+    @property
+    def api_token(self) -> str | None:
+        token = self.config.server.api_token_env
+        return token.value() if token else None
+
+    async def _on_result(self, result: RunResult) -> None:
+        now = self.clock.now().timestamp()
+        if result.status is not Status.OK and not await self._network_reachable():
+            self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
+            return
+        self.metrics.record_run(result.check, result.status, result.duration, now)
+        self._publish(self.incidents.observe(result.check, result.findings))
+        self.metrics.check_flapping.labels(check=result.check).set(int(self.incidents.is_flapping(result.check)))
+
+    async def _network_reachable(self) -> bool:
+        """Asked before a failure counts: while the monitor itself is cut off, nothing is concluded."""
+        if self.connectivity is None:
+            return True
+        reachable = await self.connectivity.reachable()
+        self.metrics.monitor_online.set(int(reachable))
+        if reachable:
+            self._publish(self.incidents.clear_monitor_incident(CONNECTIVITY_CODE, "the monitor reaches the network"))
+        else:
+            summary = (
+                f"monitor cannot reach the network ({self.connectivity.display} does not answer): "
+                "findings are recorded as unknown and no incident opens until it is back"
+            )
+            self._publish(self.incidents.raise_monitor_incident(CONNECTIVITY_CODE, summary, Severity.P2))
+        return reachable
+
+    def _connectivity_probe(self, config: Config) -> ConnectivityProbe | None:
+        target = config.monitor.connectivity_check
+        return ConnectivityProbe(target, self.http, self.clock) if target else None
+
+    async def _tick_forever(self) -> None:
+        while True:
+            try:
+                self._publish(self.incidents.tick())
+            except Exception:
+                log.exception("incidents.tick_failed")
+            await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)
+
+    def _publish(self, events: list[IncidentEvent]) -> None:
         if events:
-            self._notify(events)
+            self.notifier.publish(events)
+            self._refresh_incident_gauges()
 
-    def _notify(self, events: list[IncidentEvent]) -> None:
-        for event in events:
-            if event.kind is IncidentEventKind.OPENED:
-                self.metrics.incidents_opened.labels(severity=event.incident.severity.value).inc()
-            self.dispatcher.submit(self._notification(event))
-        self._refresh_incident_gauges()
-
-    def _notification(self, event: IncidentEvent) -> Notification:
-        incident = event.incident
-        kind = _NOTIFICATION_KIND[event.kind]
-        suffix = f":{incident.severity.value}" if kind is NotificationKind.SEVERITY_RAISED else ""
-        return Notification(
-            id=f"{incident.id}:{kind.value}{suffix}",
-            kind=kind,
-            incident=incident,
-            monitor=self.config.monitor.name,
-            created_at=self.clock.now(),
-            previous_severity=event.previous_severity,
-            next_update_seconds=self.config.severity_policy(incident.severity).update_every,
-        )
+    def _write_postmortem(self, event: IncidentEvent) -> None:
+        if event.incident.postmortem_path is None:
+            return
+        try:
+            path = write_postmortem(event.incident, self.store, self.config.monitor.name, self.clock.now())
+            log.info("postmortem.written", incident=event.incident.id, path=str(path))
+        except OSError as exc:
+            log.error("postmortem.not_written", incident=event.incident.id, error=str(exc))
 
     def _refresh_incident_gauges(self) -> None:
         counts = dict.fromkeys(Severity, 0)

@@ -1,22 +1,35 @@
-"""Incident lifecycle: findings in, incident events out.
+"""Incident lifecycle as the playbook runs it: findings and time in, incident events out.
 
 An incident is keyed `check/code`. It opens after `failure_threshold` consecutive failing
 runs (Nagios's SOFT then HARD state), may rise in severity while open (never falls), and
 resolves after `success_threshold` consecutive good runs. A run in which the check could
 not run at all (an `error` finding) neither confirms nor clears the check's other codes.
+
+Around that lifecycle: an incident opened inside a silence or maintenance window is
+recorded but pages no one until the hold ends; a dependent check's failures fold into its
+dependency's incident; a flapping check raises one `flapping` incident and holds its other
+incidents still; and `tick()` drives what time alone decides: escalation through the chain
+until acknowledged, the response-time breach, and status updates.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from checks.base import CheckConfig
 from monitor.clock import Clock
+from monitor.config import Config, EscalationLevel
 from monitor.durations import format_duration
+from monitor.flapping import FlapChange, FlapDetector
 from monitor.incident_log import IncidentLog
 from monitor.model import CHECK_ERROR_CODE, Finding, Incident, Severity, Status
 from monitor.runbooks import default_runbook
-from monitor.store import StateStore
+from monitor.store import Silence, StateStore
+
+FLAPPING_CODE = "flapping"
+MONITOR_CHECK = "_monitor"
+"""The check name of incidents about the monitor itself (a user's check name cannot start with _)."""
 
 _SEVERITY_BY_STATUS = {Status.CRITICAL: Severity.P2, Status.WARNING: Severity.P3, Status.UNKNOWN: Severity.P3}
 
@@ -24,6 +37,10 @@ _SEVERITY_BY_STATUS = {Status.CRITICAL: Severity.P2, Status.WARNING: Severity.P3
 class IncidentEventKind(StrEnum):
     OPENED = "opened"
     SEVERITY_RAISED = "severity_raised"
+    ESCALATED = "escalated"
+    ACKNOWLEDGED = "acknowledged"
+    RESPONSE_BREACHED = "response_breached"
+    STATUS_UPDATE = "status_update"
     RESOLVED = "resolved"
 
 
@@ -32,6 +49,9 @@ class IncidentEvent:
     kind: IncidentEventKind
     incident: Incident
     previous_severity: Severity | None = None
+    level: EscalationLevel | None = None
+    status: str | None = None
+    progress: tuple[str, ...] = ()
 
 
 @dataclass
@@ -43,6 +63,7 @@ class _Streak:
 
 @dataclass
 class _CheckState:
+    flap: FlapDetector
     streaks: dict[str, _Streak] = field(default_factory=dict)
 
 
@@ -56,46 +77,65 @@ def classify(config: CheckConfig, finding: Finding) -> Severity:
 
 
 class IncidentManager:
-    def __init__(self, store: StateStore, log: IncidentLog, clock: Clock, checks: dict[str, CheckConfig]) -> None:
+    def __init__(self, store: StateStore, log: IncidentLog, clock: Clock, config: Config) -> None:
         self._store = store
         self._log = log
         self._clock = clock
-        self._checks = checks
+        self._config = config
         self._states: dict[str, _CheckState] = {}
+        self._silences: list[Silence] = store.silences(clock.now())
         self._open: dict[str, Incident] = {incident.key: incident for incident in store.open_incidents()}
 
     @property
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda incident: incident.id)
 
-    def update_checks(self, checks: dict[str, CheckConfig]) -> list[IncidentEvent]:
+    def is_flapping(self, check: str) -> bool:
+        state = self._states.get(check)
+        return bool(state and state.flap.flapping)
+
+    def streak_successes(self, incident: Incident) -> int:
+        state = self._states.get(incident.check)
+        streak = state.streaks.get(incident.code) if state else None
+        return streak.successes if streak else 0
+
+    # Configuration
+
+    def update_config(self, config: Config) -> list[IncidentEvent]:
         """Adopt a reloaded config; incidents of checks that are gone are resolved."""
-        self._checks = checks
+        self._config = config
         events = []
         for incident in list(self._open.values()):
-            if incident.check not in checks:
-                events.append(self._resolve(incident, "check removed from the configuration"))
-        for name in list(self._states):
-            if name not in checks:
-                del self._states[name]
+            if incident.check != MONITOR_CHECK and incident.check not in config.checks:
+                events += self._resolve(incident, "check removed from the configuration")
+        self._states = {name: state for name, state in self._states.items() if name in config.checks}
         return events
 
+    # Findings
+
     def observe(self, check: str, findings: list[Finding]) -> list[IncidentEvent]:
-        config = self._checks.get(check)
+        config = self._config.checks.get(check)
         if config is None:
             return []
-        state = self._states.setdefault(check, _CheckState())
+        state = self._state(check)
         failing = {finding.code: finding for finding in findings if finding.failing}
-        could_not_run = CHECK_ERROR_CODE in failing
-        tracked = set(state.streaks) | {key.split("/", 1)[1] for key in self._open if key.startswith(f"{check}/")}
-        events = []
+        events = self._track_flapping(check, config, state, bool(failing))
+        if state.flap.flapping:
+            return events
+        tracked = set(state.streaks) | {i.code for i in self._open.values() if i.check == check}
+        tracked.discard(FLAPPING_CODE)
         for finding in failing.values():
-            events.extend(self._failed(check, config, state, finding))
-        for code in tracked - failing.keys():
-            if could_not_run:
-                continue
-            events.extend(self._passed(check, config, state, code, findings))
+            events += self._failed(check, config, state, finding)
+        if CHECK_ERROR_CODE not in failing:
+            for code in tracked - failing.keys():
+                events += self._passed(check, config, state, code, findings)
         return events
+
+    def _state(self, check: str) -> _CheckState:
+        if check not in self._states:
+            monitor = self._config.monitor
+            self._states[check] = _CheckState(FlapDetector(monitor.flap_low_threshold, monitor.flap_high_threshold))
+        return self._states[check]
 
     def _failed(self, check: str, config: CheckConfig, state: _CheckState, finding: Finding) -> list[IncidentEvent]:
         now = self._clock.now()
@@ -105,10 +145,19 @@ class IncidentManager:
         streak.first_failure_at = streak.first_failure_at or now
         severity = classify(config, finding)
         incident = self._open.get(f"{check}/{finding.code}")
-        if incident is None:
-            if streak.failures < config.failure_threshold:
-                return []
-            return [self._open_incident(check, config, finding, severity, streak)]
+        if incident is not None:
+            return self._still_failing(incident, finding, severity)
+        if streak.failures < config.failure_threshold:
+            return []
+        dependency_down, dependency_incident = self._dependency_state(config)
+        if dependency_down:
+            if dependency_incident is not None:
+                self._fold_into(dependency_incident, check, finding)
+            return []
+        return self._open_incident(check, config, finding, severity, streak.failures, streak.first_failure_at)
+
+    def _still_failing(self, incident: Incident, finding: Finding, severity: Severity) -> list[IncidentEvent]:
+        now = self._clock.now()
         incident.failing_runs += 1
         incident.summary = finding.summary
         incident.evidence = list(finding.evidence)
@@ -119,7 +168,8 @@ class IncidentManager:
             incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
             change = f"{previous.value} -> {severity.value}: {finding.summary}"
             self._log.write(now, "severity raised", incident, change)
-            events.append(IncidentEvent(IncidentEventKind.SEVERITY_RAISED, incident.model_copy(deep=True), previous))
+            if incident.paged:
+                events.append(self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous))
         self._store.save_incident(incident)
         return events
 
@@ -139,11 +189,79 @@ class IncidentManager:
         del state.streaks[code]
         passing = next((f.summary for f in findings if f.code == code), None)
         runs = f"{streak.successes} consecutive good run{'s' if streak.successes > 1 else ''}"
-        return [self._resolve(incident, f"check passing again ({runs}{': ' + passing if passing else ''})")]
+        return self._resolve(incident, f"check passing again ({runs}{': ' + passing if passing else ''})")
+
+    # Dependencies
+
+    def _dependency_state(self, config: CheckConfig) -> tuple[bool, Incident | None]:
+        """Whether a dependency is down (failing, or with an open incident), and its incident if any."""
+        for dependency in config.depends_on:
+            incident = next(
+                (i for i in self.open_incidents if i.check == dependency and i.code != FLAPPING_CODE), None
+            )
+            if incident is not None:
+                return True, incident
+            state = self._states.get(dependency)
+            if state and any(streak.failures for streak in state.streaks.values()):
+                return True, None
+        return False, None
+
+    def _fold_into(self, dependency: Incident, check: str, finding: Finding) -> None:
+        now = self._clock.now()
+        key = f"{check}/{finding.code}"
+        dependency.suppressed_runs += 1
+        if key not in dependency.impacted:
+            dependency.impacted.append(key)
+            dependency.record(
+                now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}"
+            )
+        self._store.save_incident(dependency)
+
+    # Flapping
+
+    def _track_flapping(
+        self, check: str, config: CheckConfig, state: _CheckState, failing: bool
+    ) -> list[IncidentEvent]:
+        change = state.flap.record(failing)
+        percent = f"{state.flap.percent:.0f}% state change over the last 21 runs"
+        if change is FlapChange.STARTED:
+            for incident in self._open.values():
+                if incident.check == check:
+                    incident.record(self._clock.now(), "flapping", f"{check} started flapping ({percent})")
+                    self._store.save_incident(incident)
+            finding = Finding(FLAPPING_CODE, Status.WARNING, f"{check} is flapping: {percent}", Severity.P3)
+            return self._open_incident(check, config, finding, classify(config, finding), 0, None)
+        if change is FlapChange.STOPPED:
+            state.streaks.clear()
+            incident = self._open.get(f"{check}/{FLAPPING_CODE}")
+            return self._resolve(incident, f"stopped flapping ({percent})") if incident else []
+        return []
+
+    # Incidents about the monitor itself
+
+    def raise_monitor_incident(self, code: str, summary: str, severity: Severity) -> list[IncidentEvent]:
+        if f"{MONITOR_CHECK}/{code}" in self._open:
+            return []
+        finding = Finding(code, Status.CRITICAL, summary, severity)
+        config = CheckConfig(type="monitor", impact=summary)
+        return self._open_incident(MONITOR_CHECK, config, finding, severity, 1, None, escalates=False)
+
+    def clear_monitor_incident(self, code: str, resolution: str) -> list[IncidentEvent]:
+        incident = self._open.get(f"{MONITOR_CHECK}/{code}")
+        return self._resolve(incident, resolution) if incident else []
+
+    # Opening and resolving
 
     def _open_incident(
-        self, check: str, config: CheckConfig, finding: Finding, severity: Severity, streak: _Streak
-    ) -> IncidentEvent:
+        self,
+        check: str,
+        config: CheckConfig,
+        finding: Finding,
+        severity: Severity,
+        failing_runs: int,
+        first_failure_at: datetime | None,
+        escalates: bool = True,
+    ) -> list[IncidentEvent]:
         now = self._clock.now()
         incident = Incident(
             check=check,
@@ -154,25 +272,174 @@ class IncidentManager:
             impact=config.impact or finding.summary,
             runbook=config.runbook or default_runbook(config.type, finding.code),
             evidence=list(finding.evidence),
-            failing_runs=streak.failures,
+            failing_runs=failing_runs,
+            escalates=escalates,
         )
-        incident.record(streak.first_failure_at or now, "first_failure", f"first failing run: {finding.summary}")
-        incident.record(
-            now, "opened", f"incident opened at {severity.value} after {streak.failures} consecutive failing run(s)"
-        )
+        if first_failure_at is not None:
+            incident.record(first_failure_at, "first_failure", f"first failing run: {finding.summary}")
+        runs = f" after {failing_runs} consecutive failing run(s)" if failing_runs > 1 else ""
+        incident.record(now, "opened", f"incident opened at {severity.value}{runs}")
         incident = self._store.create_incident(incident)
         self._open[incident.key] = incident
         self._log.write(now, "detected", incident, finding.summary)
-        return IncidentEvent(IncidentEventKind.OPENED, incident.model_copy(deep=True))
+        hold = self._hold_reason(check, now)
+        if hold is not None:
+            incident.record(now, "held", f"no one paged: {hold}")
+            self._store.save_incident(incident)
+            return []
+        return [self._page(incident, now)]
 
-    def _resolve(self, incident: Incident, resolution: str) -> IncidentEvent:
+    def _page(self, incident: Incident, now: datetime) -> IncidentEvent:
+        incident.paged_at = now
+        first = [level for level in self._levels_for(incident) if level.after <= 0]
+        if first:
+            incident.escalation_level = first[-1].level
+            incident.record(now, "paged", f"paged level {first[-1].level} ({first[-1].role})")
+        else:
+            incident.record(now, "paged", "paged")
+        self._store.save_incident(incident)
+        return self._event(IncidentEventKind.OPENED, incident, level=first[-1] if first else None)
+
+    def _resolve(self, incident: Incident, resolution: str) -> list[IncidentEvent]:
         now = self._clock.now()
         incident.state = "resolved"
         incident.resolved_at = now
         incident.resolution = resolution
         lasted = format_duration(incident.duration_seconds(now))
         incident.record(now, "resolved", f"resolved after {lasted}: {resolution}")
+        if incident.paged and incident.severity.rank <= 2 and incident.check != MONITOR_CHECK:
+            incident.postmortem_path = self._postmortem_path(incident)
         self._store.save_incident(incident)
         del self._open[incident.key]
         self._log.write(now, "resolved", incident, resolution)
-        return IncidentEvent(IncidentEventKind.RESOLVED, incident.model_copy(deep=True))
+        return [self._event(IncidentEventKind.RESOLVED, incident)] if incident.paged else []
+
+    def _postmortem_path(self, incident: Incident) -> str:
+        name = f"{incident.opened_at:%Y-%m-%d}-incident-{incident.id}-{incident.check}-{incident.code}.md"
+        return f"{self._config.monitor.postmortem_dir}/{name}"
+
+    # Holds: silences and maintenance windows
+
+    def _hold_reason(self, check: str, now: datetime) -> str | None:
+        if check == MONITOR_CHECK:
+            return None
+        for silence in self._silences:
+            if silence.check in (check, "*") and silence.active_at(now):
+                return f"silenced until {silence.ends_at:%Y-%m-%d %H:%M}Z (silence #{silence.id}: {silence.reason})"
+        for window in self._config.settings.maintenance:
+            if window.covers(check) and window.active_at(now):
+                return f"maintenance window {window.name!r}" + (f": {window.reason}" if window.reason else "")
+        return None
+
+    # Time
+
+    def tick(self) -> list[IncidentEvent]:
+        """What time alone decides: acknowledgements left by the CLI, pages held by silences
+        that ended, escalations, response-time breaches and status updates."""
+        now = self._clock.now()
+        self._silences = self._store.silences(now)
+        events = self._apply_requested_acknowledgements()
+        for incident in self.open_incidents:
+            if not incident.paged:
+                if self._hold_reason(incident.check, now) is None:
+                    events.append(self._page(incident, now))
+                continue
+            before = len(events)
+            events += self._escalate(incident, now)
+            events += self._check_response(incident, now)
+            events += self._status_update(incident, now)
+            if len(events) > before:
+                self._store.save_incident(incident)
+        return events
+
+    def _levels_for(self, incident: Incident) -> list[EscalationLevel]:
+        if not incident.escalates:
+            return []
+        return [level for level in self._config.escalation if incident.severity in level.severities]
+
+    def _escalate(self, incident: Incident, now: datetime) -> list[IncidentEvent]:
+        if incident.acknowledged or incident.paged_at is None:
+            return []
+        waited = (now - incident.paged_at).total_seconds()
+        events = []
+        for level in self._levels_for(incident):
+            if level.level <= incident.escalation_level or waited < level.after:
+                continue
+            incident.escalation_level = level.level
+            why = f"not acknowledged {format_duration(level.after)} after the page"
+            incident.record(now, "escalated", f"escalated to level {level.level} ({level.role}): {why}")
+            self._log.write(now, "escalated", incident, f"level {level.level} ({level.role}): {why}")
+            events.append(self._event(IncidentEventKind.ESCALATED, incident, level=level))
+        return events
+
+    def _check_response(self, incident: Incident, now: datetime) -> list[IncidentEvent]:
+        if incident.acknowledged or incident.response_breached_at or incident.paged_at is None:
+            return []
+        response = self._config.severity_policy(incident.severity).response
+        if now < incident.paged_at + timedelta(seconds=response):
+            return []
+        incident.response_breached_at = now
+        text = f"not acknowledged within the {incident.severity.value} response time of {format_duration(response)}"
+        incident.record(now, "response_breached", text)
+        self._log.write(now, "response time breached", incident, text)
+        return [self._event(IncidentEventKind.RESPONSE_BREACHED, incident)]
+
+    def _status_update(self, incident: Incident, now: datetime) -> list[IncidentEvent]:
+        last = incident.last_update_at or incident.paged_at
+        assert last is not None
+        if now < last + timedelta(seconds=self._config.severity_policy(incident.severity).update_every):
+            return []
+        progress = tuple(
+            f"{event.at:%H:%M}Z {event.text}" for event in incident.timeline if event.at > last
+        ) or (f"still failing: {incident.summary}",)
+        if incident.acknowledged:
+            status = "Mitigating"
+        elif self.streak_successes(incident):
+            status = "Monitoring"
+        else:
+            status = "Investigating"
+        incident.last_update_at = now
+        incident.record(now, "status_update", f"status update sent (Status: {status})")
+        return [self._event(IncidentEventKind.STATUS_UPDATE, incident, status=status, progress=progress)]
+
+    # Acknowledgement
+
+    def acknowledge(self, incident_id: int, by: str, note: str = "") -> tuple[Incident | None, list[IncidentEvent]]:
+        """Acknowledge an open incident: escalation stops. Unknown or resolved: (None, [])."""
+        incident = next((i for i in self._open.values() if i.id == incident_id), None)
+        if incident is None:
+            return None, []
+        if incident.acknowledged:
+            return incident, []
+        now = self._clock.now()
+        incident.acknowledged_at = now
+        incident.acknowledged_by = by
+        incident.acknowledgement_note = note or None
+        text = f"acknowledged by {by}" + (f": {note}" if note else "")
+        incident.record(now, "acknowledged", text)
+        self._log.write(now, "acknowledged", incident, text)
+        self._store.save_incident(incident)
+        return incident, [self._event(IncidentEventKind.ACKNOWLEDGED, incident)] if incident.paged else []
+
+    def _apply_requested_acknowledgements(self) -> list[IncidentEvent]:
+        events: list[IncidentEvent] = []
+        for request in self._store.unapplied_acknowledgements():
+            events += self.acknowledge(request.incident_id, request.by, request.note)[1]
+            self._store.mark_acknowledgement_applied(request.seq)
+        return events
+
+    def _event(
+        self,
+        kind: IncidentEventKind,
+        incident: Incident,
+        previous_severity: Severity | None = None,
+        level: EscalationLevel | None = None,
+        status: str | None = None,
+        progress: tuple[str, ...] = (),
+    ) -> IncidentEvent:
+        return IncidentEvent(kind, incident.model_copy(deep=True), previous_severity, level, status, progress)
+
+
+def reached_levels(config: Config, incident: Incident) -> Iterable[EscalationLevel]:
+    """The escalation levels an incident has reached so far."""
+    return (level for level in config.escalation if level.level <= incident.escalation_level)

@@ -50,6 +50,20 @@ class MonitorMetrics:
         self.incidents_opened = Counter(
             "health_monitor_incidents", "Incidents opened since start, by severity.", ["severity"], registry=r
         )
+        self.response_breaches = Counter(
+            "health_monitor_incident_response_breaches",
+            "Incidents not acknowledged within their severity's response time.",
+            ["severity"],
+            registry=r,
+        )
+        self.check_flapping = Gauge(
+            "health_monitor_check_flapping", "1 while the check is flapping.", ["check"], registry=r
+        )
+        self.monitor_online = Gauge(
+            "health_monitor_network_reachable",
+            "0 while the connectivity check fails and findings are recorded as unknown.",
+            registry=r,
+        )
         self.notifications = Counter(
             "health_monitor_notifications",
             "Notification deliveries by sink and result (sent, failed, dead).",
@@ -100,6 +114,8 @@ class MonitorMetrics:
         for severity in Severity:
             self.incidents_open.labels(severity=severity.value).set(0)
             self.incidents_opened.labels(severity=severity.value)
+            self.response_breaches.labels(severity=severity.value)
+        self.monitor_online.set(1)
 
     def record_run(self, check: str, status: Status, duration: float, finished_at: float) -> None:
         self.check_up.labels(check=check).set(1 if status is Status.OK else 0)
@@ -110,7 +126,7 @@ class MonitorMetrics:
 
     def forget_check(self, check: str) -> None:
         """Drop a check's series after a reload removed it, so a gone check is not reported as up."""
-        for metric in (self.check_up, self.check_status, self.check_duration, self.check_last_run):
+        for metric in (self.check_up, self.check_status, self.check_duration, self.check_last_run, self.check_flapping):
             with contextlib.suppress(KeyError):
                 metric.remove(check)
         for status in Status:

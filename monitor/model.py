@@ -90,6 +90,19 @@ class Incident(BaseModel):
     failing_runs: int = 0
     resolution: str | None = None
     timeline: list[TimelineEvent] = Field(default_factory=list)
+    paged_at: datetime | None = None
+    """When people were first told; None while a silence or maintenance window holds the page."""
+    escalates: bool = True
+    escalation_level: int = 0
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    acknowledgement_note: str | None = None
+    response_breached_at: datetime | None = None
+    last_update_at: datetime | None = None
+    impacted: list[str] = Field(default_factory=list)
+    """Dependent checks whose failures were folded into this incident instead of paging."""
+    suppressed_runs: int = 0
+    postmortem_path: str | None = None
 
     @property
     def key(self) -> str:
@@ -98,6 +111,14 @@ class Incident(BaseModel):
     @property
     def is_open(self) -> bool:
         return self.state == "open"
+
+    @property
+    def paged(self) -> bool:
+        return self.paged_at is not None
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
 
     def record(self, at: datetime, kind: str, text: str) -> None:
         self.timeline.append(TimelineEvent(at=at, kind=kind, text=text))

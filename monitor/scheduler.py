@@ -10,7 +10,7 @@ run is always `start + k * interval`.
 import asyncio
 import math
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -46,7 +46,7 @@ class Scheduler:
         clock: Clock,
         metrics: MonitorMetrics,
         concurrency: int,
-        on_result: Callable[[RunResult], None],
+        on_result: Callable[[RunResult], Awaitable[None] | None],
     ) -> None:
         self._clock = clock
         self._metrics = metrics
@@ -99,12 +99,14 @@ class Scheduler:
             async with self._slots:
                 self._metrics.scheduler_lateness.observe(max(clock.monotonic() - due, 0.0))
                 result = await run_check(entry.check, entry.timeout)
-            self._deliver(result)
+            await self._deliver(result)
             due = next_due(due, entry.interval, clock.monotonic())
 
-    def _deliver(self, result: RunResult) -> None:
+    async def _deliver(self, result: RunResult) -> None:
         try:
-            self._on_result(result)
+            outcome = self._on_result(result)
+            if outcome is not None:
+                await outcome
         except Exception:
             log.exception("scheduler.result_handler_failed", check=result.check)
 

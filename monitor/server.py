@@ -1,5 +1,6 @@
 """The HTTP face of the daemon: /metrics, /healthz, /readyz, the incidents API and a status page."""
 
+import hmac
 import html
 import json
 from typing import Protocol
@@ -21,7 +22,12 @@ class DaemonView(Protocol):
     store: StateStore
     ready: bool
 
+    @property
+    def api_token(self) -> str | None: ...
+
     def heartbeat_age(self) -> float: ...
+
+    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
 
 
 def build_app(daemon: DaemonView) -> web.Application:
@@ -57,6 +63,18 @@ def build_app(daemon: DaemonView) -> web.Application:
         incident = _lookup(daemon.store, request.match_info["id"])
         return web.json_response(_json(incident))
 
+    @routes.post("/api/incidents/{id}/ack")
+    async def acknowledge(request: web.Request) -> web.Response:
+        _authorize(request, daemon.api_token)
+        body = await _json_body(request)
+        existing = _lookup(daemon.store, request.match_info["id"])
+        by = str(body.get("by") or "api")[:100]
+        note = str(body.get("note") or "")[:1000]
+        incident = daemon.acknowledge(existing.id, by, note)
+        if incident is None:
+            return web.json_response({"error": f"incident {existing.id} is already resolved"}, status=409)
+        return web.json_response(_json(incident))
+
     @routes.get("/")
     async def status_page(_: web.Request) -> web.Response:
         return web.Response(text=_status_page(daemon.store.open_incidents()), content_type="text/html")
@@ -64,6 +82,28 @@ def build_app(daemon: DaemonView) -> web.Application:
     app = web.Application()
     app.add_routes(routes)
     return app
+
+
+def _authorize(request: web.Request, token: str | None) -> None:
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token is None or not offered or not hmac.compare_digest(offered.encode(), token.encode()):
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"error": "a valid bearer token is required ([server] api_token_env)"}),
+            content_type="application/json",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def _json_body(request: web.Request) -> dict[str, object]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=json.dumps({"error": "the body must be JSON"}), content_type="application/json"
+        ) from None
+    return body if isinstance(body, dict) else {}
 
 
 def _lookup(store: StateStore, raw_id: str) -> Incident:

@@ -121,9 +121,11 @@ def utc(moment: datetime | None) -> str:
 
 
 def escalation(incident: Incident) -> str:
-    """`level N` once incidents carry an escalation level (issue 5); "-" until then."""
-    level = getattr(incident, "escalation_level", None)
-    return f"level {level}" if level else "-"
+    """The escalation level reached and who acknowledged the incident; "-" before either."""
+    parts = [f"level {incident.escalation_level}"] if incident.escalation_level else []
+    if incident.acknowledged_at is not None:
+        parts.append(f"acknowledged by {incident.acknowledged_by or 'someone'}")
+    return ", ".join(parts) or "-"
 
 
 @cache

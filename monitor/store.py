@@ -13,6 +13,27 @@ DeliveryState = Literal["pending", "sent", "dead"]
 
 
 @dataclass(frozen=True, slots=True)
+class Acknowledgement:
+    seq: int
+    incident_id: int
+    at: datetime
+    by: str
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: int
+    check: str
+    starts_at: datetime
+    ends_at: datetime
+    reason: str
+
+    def active_at(self, now: datetime) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """One notification for one sink, as the outbox records it."""
 
@@ -52,6 +73,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq);
 CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id);
+CREATE TABLE IF NOT EXISTS acknowledgements (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    by TEXT NOT NULL,
+    note TEXT NOT NULL,
+    applied INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    check_name TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    removed INTEGER NOT NULL DEFAULT 0
+);
 """
 
 _DELIVERY_COLUMNS = (
@@ -89,6 +126,22 @@ class StateStore(Protocol):
         ...
 
     def deliveries_for(self, incident_id: int) -> list[Delivery]: ...
+
+    def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
+        """Leave an acknowledgement for the daemon to apply (the CLI's way in)."""
+        ...
+
+    def unapplied_acknowledgements(self) -> list[Acknowledgement]: ...
+
+    def mark_acknowledgement_applied(self, seq: int) -> None: ...
+
+    def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence: ...
+
+    def silences(self, now: datetime) -> list[Silence]:
+        """Silences not removed and not yet over at `now`."""
+        ...
+
+    def remove_silence(self, silence_id: int) -> bool: ...
 
     def close(self) -> None: ...
 
@@ -170,6 +223,43 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+    def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
+        self._db.execute(
+            "INSERT INTO acknowledgements (incident_id, at, by, note) VALUES (?, ?, ?, ?)",
+            (incident_id, at.isoformat(), by, note),
+        )
+
+    def unapplied_acknowledgements(self) -> list[Acknowledgement]:
+        rows = self._db.execute(
+            "SELECT seq, incident_id, at, by, note FROM acknowledgements WHERE applied = 0 ORDER BY seq"
+        ).fetchall()
+        return [Acknowledgement(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4]) for row in rows]
+
+    def mark_acknowledgement_applied(self, seq: int) -> None:
+        self._db.execute("UPDATE acknowledgements SET applied = 1 WHERE seq = ?", (seq,))
+
+    def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence:
+        cursor = self._db.execute(
+            "INSERT INTO silences (check_name, starts_at, ends_at, reason) VALUES (?, ?, ?, ?)",
+            (check, starts_at.isoformat(), ends_at.isoformat(), reason),
+        )
+        assert cursor.lastrowid is not None
+        return Silence(cursor.lastrowid, check, starts_at, ends_at, reason)
+
+    def silences(self, now: datetime) -> list[Silence]:
+        rows = self._db.execute(
+            "SELECT id, check_name, starts_at, ends_at, reason FROM silences WHERE removed = 0 ORDER BY id"
+        ).fetchall()
+        found = [
+            Silence(row[0], row[1], datetime.fromisoformat(row[2]), datetime.fromisoformat(row[3]), row[4])
+            for row in rows
+        ]
+        return [silence for silence in found if silence.ends_at > now]
+
+    def remove_silence(self, silence_id: int) -> bool:
+        cursor = self._db.execute("UPDATE silences SET removed = 1 WHERE id = ? AND removed = 0", (silence_id,))
+        return cursor.rowcount == 1
 
     def close(self) -> None:
         self._db.close()

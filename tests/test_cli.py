@@ -93,3 +93,52 @@ def test_incidents_lists_open_incidents_from_the_store(tmp_path, capsys) -> None
     assert main(["incidents", "--config", str(path), "--all"]) == 0
     table = capsys.readouterr().out
     assert "api/down" in table and "db/slow" in table
+
+
+def test_ack_records_the_acknowledgement_for_the_daemon(tmp_path, capsys) -> None:
+    path = config(tmp_path, "")
+    store = SqliteStore(tmp_path / "state.db")
+    opened = store.create_incident(
+        Incident(check="api", code="down", severity=Severity.P1, opened_at=START, summary="HTTP 503", impact="-")
+    )
+    store.close()
+    assert main(["ack", str(opened.id), "--by", "alice", "--note", "on it", "--config", str(path)]) == 0
+    assert "acknowledged #1 (api/down) as alice" in capsys.readouterr().out
+    assert main(["ack", "42", "--config", str(path)]) == 1
+    assert capsys.readouterr().err.strip() == "error: no incident 42"
+    store = SqliteStore(tmp_path / "state.db")
+    (request,) = store.unapplied_acknowledgements()
+    store.close()
+    assert (request.incident_id, request.by, request.note) == (opened.id, "alice", "on it")
+
+
+def test_postmortem_prints_the_draft_of_any_incident(tmp_path, capsys) -> None:
+    path = config(tmp_path, "")
+    store = SqliteStore(tmp_path / "state.db")
+    incident = Incident(check="api", code="down", severity=Severity.P2, opened_at=START, summary="HTTP 503",
+                        impact="checkout fails")
+    incident.record(START, "opened", "incident opened at P2")
+    opened = store.create_incident(incident)
+    store.close()
+    assert main(["postmortem", str(opened.id), "--config", str(path)]) == 0
+    draft = capsys.readouterr().out
+    assert draft.startswith("# Incident Post-Mortem: api down (api/down)")
+    assert "Severity: P2" in draft and "2026-11-26T19:00:00Z: incident opened at P2" in draft
+    output = tmp_path / "pm.md"
+    assert main(["postmortem", str(opened.id), "--output", str(output), "--config", str(path)]) == 0
+    assert output.read_text() == draft
+    assert main(["postmortem", "9", "--config", str(path)]) == 1
+
+
+def test_silences_are_added_listed_and_removed(tmp_path, capsys) -> None:
+    path = config(tmp_path, http_check("api", "http://127.0.0.1:9/"))
+    assert main(["silence", "add", "--check", "api", "--for", "1h", "--reason", "deploy", "--config", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("silence #1: api until ")
+    assert main(["silence", "--config", str(path), "list"]) == 0
+    assert "deploy" in capsys.readouterr().out
+    assert main(["silence", "add", "--check", "nope", "--for", "1h", "--reason", "x", "--config", str(path)]) == 1
+    assert "no check named nope" in capsys.readouterr().err
+    assert main(["silence", "add", "--check", "api", "--for", "soon", "--reason", "x", "--config", str(path)]) == 1
+    assert "--for: invalid duration 'soon'" in capsys.readouterr().err
+    assert main(["silence", "remove", "1", "--config", str(path)]) == 0
+    assert main(["silence", "remove", "1", "--config", str(path)]) == 1

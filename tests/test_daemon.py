@@ -130,3 +130,83 @@ async def test_a_valid_reload_adds_and_removes_checks(running, tmp_path: Path) -
     assert list(daemon.scheduler.checks) == ["web"]
     await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "web"}))
     assert daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}) is None
+
+
+async def post(url: str, token: str | None = None, body: dict | None = None) -> tuple[int, dict]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as session, session.post(url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+async def test_acknowledging_over_the_api_needs_the_bearer_token(tmp_path: Path, serve, monkeypatch) -> None:
+    monkeypatch.setenv("TEST_API_TOKEN", "s3cret-token")
+    port = free_port()
+    path = tmp_path / "monitor.toml"
+    path.write_text(
+        config_text(port, f"http://127.0.0.1:{free_port()}", 'failure_threshold = 1\n')
+        .replace("{dir}", str(tmp_path))
+        .replace('[server]\n', '[server]\napi_token_env = "TEST_API_TOKEN"\n')
+    )
+    daemon = Daemon(load_config(path))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: daemon.ready and daemon.incidents.open_incidents)
+        (incident,) = daemon.incidents.open_incidents
+        url = f"{base}/api/incidents/{incident.id}/ack"
+        assert (await post(url))[0] == 401
+        assert (await post(url, "wrong"))[0] == 401
+        assert (await post(f"{base}/api/incidents/999/ack", "s3cret-token"))[0] == 404
+        status, body = await post(url, "s3cret-token", {"by": "alice", "note": "on it"})
+        assert status == 200
+        assert (body["acknowledged_by"], body["acknowledgement_note"]) == ("alice", "on it")
+        assert daemon.incidents.open_incidents[0].acknowledged
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def test_with_the_network_down_fifty_failing_checks_open_no_incident(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("monitor.connectivity._CACHE_SECONDS", 0.05)
+    gateway = free_port()
+    closed = free_port()
+    checks = "".join(
+        f'[checks.c{i}]\ntype = "http"\nurl = "http://127.0.0.1:{closed}/"\ninterval = "100ms"\n'
+        f"failure_threshold = 1\n"
+        for i in range(50)
+    )
+    path = tmp_path / "monitor.toml"
+    path.write_text(f"""
+[monitor]
+state_path = "{tmp_path}/state.db"
+incident_log = "{tmp_path}/incidents.log"
+connectivity_check = "127.0.0.1:{gateway}"
+[server]
+listen = "127.0.0.1:{free_port()}"
+{checks}
+[sinks.file]
+type = "file"
+path = "{tmp_path}/alerts.log"
+""")
+    daemon = Daemon(load_config(path))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    try:
+        def unknown_runs() -> float:
+            sample = daemon.metrics.registry.get_sample_value
+            labels = ({"check": f"c{i}", "status": "unknown"} for i in range(50))
+            return sum(sample("health_monitor_check_runs_total", label) or 0 for label in labels)
+
+        await wait_until(lambda: unknown_runs() >= 150)
+        assert [i.key for i in daemon.incidents.open_incidents] == ["_monitor/connectivity"]
+        await wait_until(lambda: (tmp_path / "alerts.log").exists())
+        alerts = (tmp_path / "alerts.log").read_text()
+        assert alerts.count("INCIDENT DETECTED") == 1 and "monitor cannot reach the network" in alerts
+        assert daemon.metrics.registry.get_sample_value("health_monitor_network_reachable") == 0
+
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", gateway)
+        async with server:
+            await wait_until(lambda: len(daemon.incidents.open_incidents) == 50)
+            assert "_monitor/connectivity" not in [i.key for i in daemon.incidents.open_incidents]
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout=10)

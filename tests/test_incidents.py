@@ -1,15 +1,17 @@
 """Incident lifecycle: thresholds, severity rises, resolution, restarts, incidents.log."""
 
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from checks.base import CheckConfig
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentEventKind, IncidentManager, classify
+from monitor.incidents import IncidentEventKind, classify
 from monitor.model import CHECK_ERROR_CODE, Finding, Severity, Status
-from monitor.store import SqliteStore
 from tests.fakes import FakeClock
+from tests.incident_harness import Harness as PipelineHarness
+from tests.incident_harness import http_check, write_config
 
 DOWN = Finding("down", Status.CRITICAL, "GET http://127.0.0.1/health failed: HTTP 503", Severity.P1, ("body: oops",))
 UP = Finding("down", Status.OK, "HTTP 200 in 12ms")
@@ -20,22 +22,8 @@ def api_config(**keys: object) -> CheckConfig:
     return CheckConfig.model_validate({"type": "http", "failure_threshold": 2, "success_threshold": 2, **keys})
 
 
-class Harness:
-    def __init__(self, tmp_path: Path, clock: FakeClock, **keys: object) -> None:
-        self.tmp_path = tmp_path
-        self.clock = clock
-        self.config = api_config(**keys)
-        self.store = SqliteStore(tmp_path / "state.db")
-        self.log_path = tmp_path / "incidents.log"
-        self.manager = self._manager()
-
-    def _manager(self) -> IncidentManager:
-        return IncidentManager(self.store, IncidentLog(self.log_path), self.clock, {"api": self.config})
-
-    def restart(self) -> None:
-        self.store.close()
-        self.store = SqliteStore(self.tmp_path / "state.db")
-        self.manager = self._manager()
+class Harness(PipelineHarness):
+    """One http check `api` with thresholds 2/2; each run comes 30 s after the last."""
 
     async def feed(self, *runs: list[Finding]) -> list[IncidentEventKind]:
         kinds = []
@@ -44,10 +32,17 @@ class Harness:
             kinds += [event.kind for event in self.manager.observe("api", findings)]
         return kinds
 
+    @property
+    def log_path(self) -> Path:
+        return Path(self.config.monitor.incident_log)
+
 
 @pytest.fixture
-def harness(tmp_path: Path, fake_clock: FakeClock) -> Harness:
-    return Harness(tmp_path, fake_clock)
+async def harness(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Harness]:
+    checks = http_check("api", failure_threshold="2", success_threshold="2")
+    harness = Harness(write_config(tmp_path, checks, sinks=("log",)), fake_clock)
+    yield harness
+    await harness.close()
 
 
 async def test_one_failure_is_soft_the_second_opens(harness) -> None:
@@ -55,7 +50,7 @@ async def test_one_failure_is_soft_the_second_opens(harness) -> None:
     assert await harness.feed([DOWN]) == [IncidentEventKind.OPENED]
     (incident,) = harness.manager.open_incidents
     assert (incident.key, incident.severity, incident.failing_runs) == ("api/down", Severity.P1, 2)
-    assert [event.kind for event in incident.timeline] == ["first_failure", "opened"]
+    assert [event.kind for event in incident.timeline] == ["first_failure", "opened", "paged"]
     assert incident.timeline[0].at < incident.timeline[1].at
     assert incident.runbook == "Complete Outage"
 
@@ -101,7 +96,7 @@ async def test_a_check_that_could_not_run_neither_confirms_nor_clears(harness) -
 
 async def test_open_incidents_survive_a_restart_and_are_not_opened_again(harness) -> None:
     await harness.feed([DOWN], [DOWN])
-    harness.restart()
+    await harness.restart()
     assert [i.key for i in harness.manager.open_incidents] == ["api/down"]
     assert await harness.feed([DOWN], [DOWN], [DOWN]) == []
     assert await harness.feed([UP], [UP]) == [IncidentEventKind.RESOLVED]
@@ -110,7 +105,7 @@ async def test_open_incidents_survive_a_restart_and_are_not_opened_again(harness
 
 async def test_a_removed_check_resolves_its_incidents(harness) -> None:
     await harness.feed([DOWN], [DOWN])
-    events = harness.manager.update_checks({})
+    events = harness.manager.update_config(replace(harness.config, checks={}))
     assert [e.kind for e in events] == [IncidentEventKind.RESOLVED]
     assert "removed" in (events[0].incident.resolution or "")
 

@@ -1,0 +1,50 @@
+"""The playbook's post-mortem template, filled in with everything the daemon knows: the
+timeline, impact figures, evidence and the delivery log. Root cause, lessons and action
+items stay clearly marked blanks for the humans."""
+
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from monitor.durations import format_duration
+from monitor.incident_log import utc_stamp
+from monitor.model import Incident
+from monitor.store import StateStore
+
+
+@cache
+def _template() -> jinja2.Template:
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("monitor", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    return environment.get_template("postmortem.md.j2")
+
+
+def render_postmortem(incident: Incident, store: StateStore, monitor: str, now: datetime) -> str:
+    def since_page(moment: datetime | None) -> str:
+        start = incident.paged_at or incident.opened_at
+        return format_duration((moment - start).total_seconds()) if moment else "not yet"
+
+    return _template().render(
+        incident=incident,
+        monitor=monitor,
+        deliveries=store.deliveries_for(incident.id),
+        duration=format_duration(incident.duration_seconds(now)),
+        time_to_acknowledge=since_page(incident.acknowledged_at),
+        time_to_resolve=since_page(incident.resolved_at),
+        stamp=utc_stamp,
+    )
+
+
+def write_postmortem(incident: Incident, store: StateStore, monitor: str, now: datetime) -> Path:
+    assert incident.postmortem_path is not None
+    path = Path(incident.postmortem_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_postmortem(incident, store, monitor, now), encoding="utf-8")
+    return path
