@@ -26,6 +26,8 @@ class NotificationKind(StrEnum):
     RESPONSE_BREACHED = "response_breached"
     STATUS_UPDATE = "status_update"
     RESOLUTION = "resolution"
+    GROUPED = "grouped"
+    """Several initial alerts in one message, sent instead of each during an alert storm."""
 
 
 class Notification(BaseModel):
@@ -45,6 +47,7 @@ class Notification(BaseModel):
     escalation_role: str | None = None
     status: str | None = None
     progress: tuple[str, ...] = ()
+    group: tuple[Incident, ...] = ()
 
 
 class SinkConfig(BaseModel):

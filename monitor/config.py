@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from alerting.base import SinkConfig
+from alerting.messages import template_problems
 from checks.base import CheckConfig
 from monitor import registry
 from monitor.durations import Duration
@@ -79,6 +80,16 @@ class ServerSection(_Section):
     @property
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
+
+
+class AlertingSection(_Section):
+    templates_dir: str | None = Field(
+        default=None, description="Directory of Jinja2 templates overriding the shipped ones, by file name."
+    )
+    storm_threshold: int = Field(
+        default=5, ge=1, description="Initial alerts within storm_window before further ones are grouped."
+    )
+    storm_window: Duration = Field(default=60.0, gt=0, description="Window of the storm count and of a group.")
 
 
 class SeverityPolicy(_Section):
@@ -165,6 +176,7 @@ class Settings(BaseSettings):
 
     monitor: MonitorSection = MonitorSection()
     server: ServerSection = ServerSection()
+    alerting: AlertingSection = AlertingSection()
     severity: dict[Severity, SeverityPolicy] = Field(default_factory=dict)
     escalation: list[EscalationLevel] = Field(default_factory=list)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
@@ -277,6 +289,8 @@ def _cross_reference_problems(settings: Settings, checks: dict[str, CheckConfig]
         for dependency in check.depends_on:
             if dependency == name or dependency not in settings.checks:
                 problems.append(f"checks.{name}.depends_on: no other check named {dependency!r}")
+    if settings.alerting.templates_dir is not None:
+        problems += template_problems(settings.alerting.templates_dir)
     monitor = settings.monitor
     if monitor.flap_low_threshold > monitor.flap_high_threshold:
         problems.append("monitor.flap_low_threshold: must not exceed flap_high_threshold")

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
+from alerting.messages import use_templates_dir
 from checks.base import CheckContext
 from monitor import __version__, registry
 from monitor.clock import Clock, SystemClock
@@ -90,6 +91,7 @@ class Daemon:
     async def run(self, handle_signals: bool = True) -> None:
         if handle_signals:
             self._install_signal_handlers()
+        use_templates_dir(self.config.settings.alerting.templates_dir)
         self.store = SqliteStore(self.config.monitor.state_path)
         self.http = http_session(self.config.monitor.concurrency)
         self.incidents = IncidentManager(
@@ -99,6 +101,7 @@ class Daemon:
         self.dispatcher = Dispatcher(self._build_sinks(self.config), self.store, self.metrics, self.clock)
         self.dispatcher.resume()
         self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
+        self._publish(self.incidents.unannounced_pages())
         self.connectivity = self._connectivity_probe(self.config)
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
         runner = web.AppRunner(build_app(self), access_log=None)
@@ -132,6 +135,7 @@ class Daemon:
             return
         old = self.config
         secret_masker.remember(config_secrets(new))
+        use_templates_dir(new.settings.alerting.templates_dir)
         for name in old.checks:
             if new.checks.get(name) != old.checks[name]:
                 await (await self.scheduler.remove(name)).aclose()
@@ -217,6 +221,7 @@ class Daemon:
         while True:
             try:
                 self._publish(self.incidents.tick())
+                self.notifier.flush()
             except Exception:
                 log.exception("incidents.tick_failed")
             await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)

@@ -402,6 +402,16 @@ class IncidentManager:
         incident.record(now, "status_update", f"status update sent (Status: {status})")
         return [self._event(IncidentEventKind.STATUS_UPDATE, incident, status=status, progress=progress)]
 
+    def unannounced_pages(self) -> list[IncidentEvent]:
+        """Open incidents paged but with nothing in the outbox: a crash (or a storm group still
+        held) came between the page and its notification. Their initial alert goes out again,
+        under the same notification id, so it is never sent twice."""
+        return [
+            self._event(IncidentEventKind.OPENED, incident)
+            for incident in self.open_incidents
+            if incident.paged and not self._store.deliveries_for(incident.id)
+        ]
+
     # Acknowledgement
 
     def acknowledge(self, incident_id: int, by: str, note: str = "") -> tuple[Incident | None, list[IncidentEvent]]:

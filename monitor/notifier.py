@@ -1,11 +1,17 @@
-"""From incident events to notifications, and who hears them.
+"""From incident events to notifications, and who hears them, with storm control.
 
 Without an escalation chain every sink hears every notification its `min_severity` admits.
 With one, a sink named in a level hears of an incident only from the moment that level is
 reached; sinks named in no level hear everything. An escalation notice goes to the level
-just reached, a response-time breach to the current level (plus the unlevelled sinks)."""
+just reached, a response-time breach to the current level (plus the unlevelled sinks).
 
+Storm control: once `storm_threshold` initial alerts went out within `storm_window`, further
+initial alerts below P1 wait, and at the end of the window go out together as one grouped
+message. A P1 initial alert is never held."""
+
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from alerting.base import Notification, NotificationKind
 from alerting.dispatcher import Dispatcher
@@ -13,6 +19,7 @@ from monitor.clock import Clock
 from monitor.config import Config
 from monitor.incidents import IncidentEvent, IncidentEventKind, reached_levels
 from monitor.metrics import MonitorMetrics
+from monitor.model import Severity
 
 _KIND = {
     IncidentEventKind.OPENED: NotificationKind.INITIAL,
@@ -39,13 +46,63 @@ class Notifier:
         self._metrics = metrics
         self._clock = clock
         self._on_resolved = on_resolved
+        self._recent_initials: deque[datetime] = deque()
+        self._held: list[IncidentEvent] = []
+        self._held_since: datetime | None = None
 
     def publish(self, events: list[IncidentEvent]) -> None:
         for event in events:
             self._count(event)
             if event.kind is IncidentEventKind.RESOLVED:
                 self._on_resolved(event)
+            if event.kind is IncidentEventKind.OPENED and self._storming(event):
+                self._hold(event)
+                continue
             self._dispatcher.submit(self.notification(event), self.audience(event))
+
+    def flush(self) -> None:
+        """Send the grouped message once the storm window of the held alerts has passed."""
+        if not self._held or self._held_since is None:
+            return
+        if self._clock.now() < self._held_since + timedelta(seconds=self.config.settings.alerting.storm_window):
+            return
+        held, self._held, self._held_since = self._held, [], None
+        if len(held) == 1:
+            self._dispatcher.submit(self.notification(held[0]), self.audience(held[0]))
+            return
+        grouped = self.notification(held[0]).model_copy(
+            update={
+                "id": f"group:{held[0].incident.id}:{len(held)}",
+                "kind": NotificationKind.GROUPED,
+                "group": tuple(event.incident for event in held),
+            }
+        )
+        self._dispatcher.submit(grouped, self._combined_audience(held))
+
+    def _combined_audience(self, events: list[IncidentEvent]) -> set[str] | None:
+        combined: set[str] = set()
+        for event in events:
+            audience = self.audience(event)
+            if audience is None:
+                return None
+            combined |= audience
+        return combined
+
+    def _storming(self, event: IncidentEvent) -> bool:
+        now = self._clock.now()
+        window = timedelta(seconds=self.config.settings.alerting.storm_window)
+        while self._recent_initials and self._recent_initials[0] <= now - window:
+            self._recent_initials.popleft()
+        storming = len(self._recent_initials) >= self.config.settings.alerting.storm_threshold
+        if event.incident.severity is Severity.P1 or not storming:
+            self._recent_initials.append(now)
+            return False
+        return True
+
+    def _hold(self, event: IncidentEvent) -> None:
+        if self._held_since is None:
+            self._held_since = self._clock.now()
+        self._held.append(event)
 
     def notification(self, event: IncidentEvent) -> Notification:
         incident = event.incident

@@ -138,6 +138,7 @@ class Harness:
         for _ in range(round(minutes * 60 / every)):
             await self.clock.advance(every)
             self.notifier.publish(self.manager.tick())
+            self.notifier.flush()
         await settle()
 
     def kinds(self, sink: str) -> list[tuple[float, NotificationKind]]:
