@@ -135,8 +135,7 @@ class Dispatcher:
                     async with asyncio.timeout(sink.config.timeout + _SAFETY_MARGIN_SECONDS):
                         await sink.send(notification)
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            self._store.record_attempt(notification.id, sink.name, _describe(exc))
-            self._store.finish(notification.id, sink.name, "dead", self._clock.now())
+            self._store.finish(notification.id, sink.name, "dead", self._clock.now(), _describe(exc))
             self._metrics.notifications.labels(sink=sink.name, result="dead").inc()
             log.error(
                 "notification.dead",
@@ -146,7 +145,6 @@ class Dispatcher:
                 error=_describe(exc),
             )
             return
-        self._store.record_attempt(notification.id, sink.name, None)
         self._store.finish(notification.id, sink.name, "sent", self._clock.now())
         self._metrics.notifications.labels(sink=sink.name, result="sent").inc()
         age = (self._clock.now() - notification.created_at).total_seconds()

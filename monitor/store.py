@@ -119,7 +119,9 @@ class StateStore(Protocol):
     def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None: ...
 
     def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-               error: str | None = None) -> None: ...
+               error: str | None = None) -> None:
+        """Record the final attempt and its outcome."""
+        ...
 
     def pending_deliveries(self) -> list[Delivery]:
         """Deliveries not yet sent nor given up, oldest first."""
@@ -202,8 +204,8 @@ class SqliteStore:
     def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
                error: str | None = None) -> None:
         self._db.execute(
-            "UPDATE outbox SET state = ?, finished_at = ?, last_error = COALESCE(?, last_error)"
-            " WHERE notification_id = ? AND sink = ?",
+            "UPDATE outbox SET state = ?, finished_at = ?, last_error = COALESCE(?, last_error),"
+            " attempts = attempts + 1 WHERE notification_id = ? AND sink = ?",
             (state, at.isoformat(), error, notification_id, sink),
         )
 

@@ -1,0 +1,120 @@
+"""1,000 notifications through the durable outbox (persist in SQLite, per-sink queue, retry
+wrapper, mark delivered) to a local receiver, beside the same 1,000 POSTs sent directly
+one after another in the same run. The sink posts the same JSON body in both cases, so the
+difference is what the outbox adds.
+
+    .venv/bin/python bench/bench_outbox.py [--notifications 1000]
+"""
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alerting.base import Notification, NotificationKind, Sink, SinkConfig, SinkContext  # noqa: E402
+from alerting.dispatcher import Dispatcher  # noqa: E402
+from monitor import logs  # noqa: E402
+from monitor.clock import SystemClock  # noqa: E402
+from monitor.metrics import MonitorMetrics  # noqa: E402
+from monitor.model import Incident, Severity  # noqa: E402
+from monitor.store import SqliteStore  # noqa: E402
+
+
+class PostSink(Sink[SinkConfig]):
+    type_name = "bench"
+    Config = SinkConfig
+    url = ""
+
+    async def send(self, notification: Notification) -> None:
+        await post(self.context.http, self.url, notification)
+
+
+async def post(http: aiohttp.ClientSession, url: str, notification: Notification) -> None:
+    async with http.post(url, data=notification.model_dump_json(), headers={"Content-Type": "application/json"}) as r:
+        r.raise_for_status()
+
+
+def notifications(count: int) -> list[Notification]:
+    now = datetime.now(UTC)
+    return [
+        Notification(
+            id=f"{i}:initial",
+            kind=NotificationKind.INITIAL,
+            incident=Incident(id=i, check=f"c{i}", code="down", severity=Severity.P2, opened_at=now,
+                              summary="HTTP 503", impact="-", evidence=["failure: status"]),
+            monitor="bench",
+            created_at=now,
+        )
+        for i in range(count)
+    ]
+
+
+async def main(count: int) -> None:
+    logs.configure("warning")
+    received: dict[str, float] = {}
+
+    async def receive(request: web.Request) -> web.Response:
+        body = await request.json()
+        received[body["id"]] = time.perf_counter()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", receive)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+
+    async with aiohttp.ClientSession() as http:
+        items = notifications(count)
+        started = time.perf_counter()
+        direct_latencies = []
+        for item in items:
+            sent = time.perf_counter()
+            await post(http, url, item)
+            direct_latencies.append(time.perf_counter() - sent)
+        direct_seconds = time.perf_counter() - started
+
+        received.clear()
+        store = SqliteStore(Path(tempfile.mkdtemp()) / "state.db")
+        clock = SystemClock()
+        sink = PostSink("bench", SinkConfig(type="bench"), SinkContext(http, clock))
+        sink.url = url
+        dispatcher = Dispatcher({"bench": sink}, store, MonitorMetrics(), clock)
+        submitted: dict[str, float] = {}
+        started = time.perf_counter()
+        for item in notifications(count):
+            submitted[item.id] = time.perf_counter()
+            dispatcher.submit(item)
+        await dispatcher.drain(timeout=600)
+        outbox_seconds = time.perf_counter() - started
+        store.close()
+    await runner.cleanup()
+
+    assert len(received) == count, f"{len(received)} of {count} arrived"
+    outbox_latencies = sorted(received[key] - submitted[key] for key in submitted)
+    print(f"{count} notifications to a local receiver")
+    median_post = statistics.median(direct_latencies) * 1e3
+    added = (outbox_seconds - direct_seconds) / count * 1e3
+    print(f"  direct POSTs: {count / direct_seconds:.0f}/s, median POST {median_post:.2f} ms")
+    print(f"  via outbox:   {count / outbox_seconds:.0f}/s, added per notification {added:.2f} ms"
+          f" (persist, queue, mark delivered), all {count} submitted at once:"
+          f" submit-to-arrival p50 {statistics.median(outbox_latencies) * 1e3:.0f} ms")
+    print(f"  throughput ratio outbox/direct: {direct_seconds / outbox_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notifications", type=int, default=1000)
+    asyncio.run(main(parser.parse_args().notifications))
