@@ -220,3 +220,33 @@ def _attempted(receiver: Receiver):
         return receiver.attempts >= 1
 
     return attempted
+
+
+async def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(setup) -> None:
+    target, _, daemon = setup
+    await daemon.start()
+    assert daemon.process is not None
+    original = daemon.config.read_text()
+
+    daemon.config.write_text(original + "\n[checks.second]\ntype = \"http\"\n"
+                             f"url = \"{_target_url(original)}\"\ninterval = \"200ms\"\n")
+    daemon.process.send_signal(signal.SIGHUP)
+    async with aiohttp.ClientSession() as session:
+        await wait_for(lambda: _has_series(session, daemon, 'check="second"'), "the reloaded check's metrics")
+        daemon.config.write_text(original + "\nunknown_key = 1\n")
+        daemon.process.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.5)
+        assert await daemon.ready()
+        assert await _has_series(session, daemon, 'check="second"')
+    code, stderr = await daemon.stop()
+    assert code == 0
+    assert "config.reload_rejected" in stderr and "unknown_key: unknown key" in stderr
+
+
+def _target_url(config_text: str) -> str:
+    return re.search(r'url = "([^"]+)"', config_text).group(1)  # type: ignore[union-attr]
+
+
+async def _has_series(session: aiohttp.ClientSession, daemon: Daemon, label: str) -> bool:
+    async with session.get(daemon.url("/metrics")) as response:
+        return f"health_monitor_check_up{{{label}}}" in await response.text()
