@@ -223,7 +223,7 @@ def _attempted(receiver: Receiver):
 
 
 async def test_sighup_reloads_a_valid_config_and_keeps_running_on_an_invalid_one(setup) -> None:
-    target, _, daemon = setup
+    _, _, daemon = setup
     await daemon.start()
     assert daemon.process is not None
     original = daemon.config.read_text()
