@@ -4,7 +4,7 @@
 #   ./dev.sh run [ARGS]    the daemon on ./monitor.toml (health-monitor run ARGS)
 #   ./dev.sh test [ARGS]   the whole test suite (pytest ARGS)
 #   ./dev.sh lint          ruff
-#   ./dev.sh bench         the benchmarks under bench/
+#   ./dev.sh bench [NAME [ARGS]]  every benchmark under bench/, or bench/bench_NAME.py with ARGS
 #   ./dev.sh cli ARGS      any other health-monitor command
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -35,13 +35,35 @@ setup() {
     fi
 }
 
+# The real peers the tests start themselves: PostgreSQL, Prometheus and promtool, Alertmanager,
+# systemd-analyze and headless Chromium, from Debian's packages.
+system_packages() {
+    local missing=()
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+    command -v prometheus >/dev/null || missing+=(prometheus)
+    command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+    command -v systemd-analyze >/dev/null || missing+=(systemd)
+    command -v chromium >/dev/null || missing+=(chromium)
+    [ ${#missing[@]} -gt 0 ] || return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        echo "dev.sh: installing ${missing[*]} (Debian packages the tests need)" >&2
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        echo "dev.sh: the tests need these Debian packages: ${missing[*]} (apt-get install them as root)" >&2
+    fi
+}
+
 command=${1:-}
 [ $# -gt 0 ] && shift
 case "$command" in
     run) setup; exec .venv/bin/health-monitor run "$@" ;;
-    test) setup; exec .venv/bin/pytest "$@" ;;
+    test) setup; system_packages; exec .venv/bin/pytest "$@" ;;
     lint) setup; exec .venv/bin/ruff check . ;;
-    bench) setup; for b in bench/bench_*.py; do .venv/bin/python "$b" "$@"; done ;;
+    bench)
+        setup
+        if [ $# -gt 0 ]; then name=$1; shift; exec .venv/bin/python "bench/bench_$name.py" "$@"; fi
+        for b in bench/bench_*.py; do .venv/bin/python "$b"; done ;;
     cli) setup; exec .venv/bin/health-monitor "$@" ;;
     *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -77,6 +77,7 @@ class Check(ABC, Generic[ConfigT]):
             code=self.timeout_code,
             status=Status.CRITICAL,
             summary=f"{self.name}: no result within {format_duration(seconds)} (timeout)",
+            blocks=("*",),
         )
 
     async def aclose(self) -> None:

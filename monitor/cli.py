@@ -24,6 +24,7 @@ from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
 from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
+from monitor.schema import config_json_schema
 from monitor.store import SqliteStore
 
 EXIT_CONFIG_ERROR = 2
@@ -98,6 +99,10 @@ def _parser() -> argparse.ArgumentParser:
     remove.set_defaults(handler=_silence_remove)
     for sub in (add, listing, remove):
         sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
+
+    schema_help = "Print the JSON Schema of monitor.toml (for editor completion: Taplo, Even Better TOML)."
+    schema = commands.add_parser("schema", help=schema_help, description=schema_help)
+    schema.set_defaults(handler=_schema, usage_exit=1)
     return parser
 
 
@@ -328,6 +333,11 @@ def _silence_remove(args: argparse.Namespace) -> int:
     if not removed:
         raise UsageError(f"no active silence {args.id}")
     print(f"silence #{args.id} removed; paging resumes for what is still failing")
+    return 0
+
+
+def _schema(_: argparse.Namespace) -> int:
+    print(json.dumps(config_json_schema(), indent=2))
     return 0
 
 

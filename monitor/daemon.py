@@ -7,13 +7,13 @@ from typing import Any
 import aiohttp
 import structlog
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
 from alerting.messages import use_templates_dir
 from checks.base import CheckContext
-from monitor import __version__, registry
+from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
@@ -27,7 +27,8 @@ from monitor.postmortem import write_postmortem
 from monitor.runner import RunResult
 from monitor.scheduler import Scheduler
 from monitor.secrets import EnvSecret
-from monitor.server import build_app
+from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
+from monitor.status_page import LastRun
 from monitor.store import SqliteStore, StateStore
 
 log = structlog.get_logger("monitor.daemon")
@@ -43,6 +44,8 @@ def config_secrets(config: Config) -> list[str]:
     def collect(value: Any) -> None:
         if isinstance(value, EnvSecret):
             found.append(value.value())
+        elif isinstance(value, SecretStr):
+            found.append(value.get_secret_value())
         elif isinstance(value, dict):
             for item in value.values():
                 collect(item)
@@ -72,6 +75,9 @@ class Daemon:
         self.ready = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.last_runs: dict[str, LastRun] = {}
+        """Each check's latest result, for the status page."""
         secret_masker.remember(config_secrets(config))
 
     # The server reads these.
@@ -122,12 +128,22 @@ class Daemon:
                 sinks=len(self.config.sinks),
                 open_incidents=len(self.incidents.open_incidents),
             )
+            systemd.ready(status=self._systemd_status())
+            self._start_watchdog()
             await self._stop.wait()
             ticker.cancel()
         finally:
             await self._shutdown(runner)
 
     async def reload(self) -> None:
+        """SIGHUP: systemd hears RELOADING=1 first and READY=1 once done, even when the new config is rejected."""
+        systemd.reloading(status="reloading the configuration")
+        try:
+            await self._reload()
+        finally:
+            systemd.ready(status=self._systemd_status())
+
+    async def _reload(self) -> None:
         try:
             new = load_config(self.config.path, self.overrides)
         except ConfigError as exc:
@@ -141,6 +157,7 @@ class Daemon:
                 await (await self.scheduler.remove(name)).aclose()
                 if name not in new.checks:
                     self.metrics.forget_check(name)
+                    self.last_runs.pop(name, None)
         self.config = new
         for name in new.checks:
             if name not in self.scheduler.checks:
@@ -189,7 +206,9 @@ class Daemon:
         return token.value() if token else None
 
     async def _on_result(self, result: RunResult) -> None:
-        now = self.clock.now().timestamp()
+        finished = self.clock.now()
+        self.last_runs[result.check] = LastRun(result, finished)
+        now = finished.timestamp()
         if result.status is not Status.OK and not await self._network_reachable():
             self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
             return
@@ -247,7 +266,25 @@ class Daemon:
         for severity, count in counts.items():
             self.metrics.incidents_open.labels(severity=severity.value).set(count)
 
+    def _start_watchdog(self) -> None:
+        """WATCHDOG=1 every WatchdogSec/2 while the scheduler's heartbeat is fresh; none outside systemd."""
+        interval = systemd.watchdog_interval()
+        if interval is not None:
+            self._watchdog = asyncio.create_task(
+                systemd.watchdog_loop(interval, self._scheduler_alive), name="systemd:watchdog"
+            )
+
+    def _scheduler_alive(self) -> bool:
+        return self.heartbeat_age() <= HEALTHY_HEARTBEAT_AGE_SECONDS
+
+    def _systemd_status(self) -> str:
+        config = self.config
+        return f"{len(config.checks)} checks, {len(config.sinks)} sinks, listening on {config.server.listen}"
+
     async def _shutdown(self, runner: web.AppRunner) -> None:
+        systemd.stopping(status="stopping")
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         self.ready = False
         log.info("daemon.stopping")
         for check in await self.scheduler.stop():

@@ -2,8 +2,9 @@
 
 An incident is keyed `check/code`. It opens after `failure_threshold` consecutive failing
 runs (Nagios's SOFT then HARD state), may rise in severity while open (never falls), and
-resolves after `success_threshold` consecutive good runs. A run in which the check could
-not run at all (an `error` finding) neither confirms nor clears the check's other codes.
+resolves after `success_threshold` consecutive good runs. A failure that kept the run from
+judging other codes (`Finding.blocks`: a check that could not run, a database that is
+down) neither confirms nor clears their incidents.
 
 Around that lifecycle: an incident opened inside a silence or maintenance window is
 recorded but pages no one until the hold ends; a dependent check's failures fold into its
@@ -23,7 +24,7 @@ from monitor.config import Config, EscalationLevel
 from monitor.durations import format_duration
 from monitor.flapping import FlapChange, FlapDetector
 from monitor.incident_log import IncidentLog
-from monitor.model import CHECK_ERROR_CODE, Finding, Incident, Severity, Status
+from monitor.model import Finding, Incident, Severity, Status
 from monitor.runbooks import default_runbook
 from monitor.store import Silence, StateStore
 
@@ -126,8 +127,9 @@ class IncidentManager:
         tracked.discard(FLAPPING_CODE)
         for finding in failing.values():
             events += self._failed(check, config, state, finding)
-        if CHECK_ERROR_CODE not in failing:
-            for code in tracked - failing.keys():
+        blocked = {code for finding in failing.values() for code in finding.blocks}
+        if "*" not in blocked:
+            for code in tracked - failing.keys() - blocked:
                 events += self._passed(check, config, state, code, findings)
         return events
 

@@ -57,6 +57,9 @@ class Finding:
     severity: Severity | None = None
     evidence: tuple[str, ...] = ()
     values: dict[str, float] = field(default_factory=dict)
+    blocks: tuple[str, ...] = ()
+    """Codes this failure kept the run from judging ("*" for all): their incidents neither
+    confirm nor clear, so a database that is down does not resolve its long-queries incident."""
 
     @property
     def failing(self) -> bool:

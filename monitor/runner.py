@@ -40,6 +40,7 @@ async def run_check(check: Check, timeout: float) -> RunResult:
                 code=CHECK_ERROR_CODE,
                 status=Status.UNKNOWN,
                 summary=f"{check.name} could not run: {type(exc).__name__}: {exc}",
+                blocks=("*",),
             )
         ]
     return RunResult(check=check.name, findings=findings, duration=clock.monotonic() - started)

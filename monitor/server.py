@@ -1,15 +1,17 @@
 """The HTTP face of the daemon: /metrics, /healthz, /readyz, the incidents API and a status page."""
 
 import hmac
-import html
 import json
 from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from monitor.clock import Clock
+from monitor.config import Config
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident
+from monitor.status_page import RESOLVED_SHOWN, LastRun, check_rows, render_status_page
 from monitor.store import StateStore
 
 HEALTHY_HEARTBEAT_AGE_SECONDS = 10.0
@@ -21,6 +23,9 @@ class DaemonView(Protocol):
     metrics: MonitorMetrics
     store: StateStore
     ready: bool
+    config: Config
+    clock: Clock
+    last_runs: dict[str, LastRun]
 
     @property
     def api_token(self) -> str | None: ...
@@ -77,7 +82,15 @@ def build_app(daemon: DaemonView) -> web.Application:
 
     @routes.get("/")
     async def status_page(_: web.Request) -> web.Response:
-        return web.Response(text=_status_page(daemon.store.open_incidents()), content_type="text/html")
+        recent = daemon.store.recent_incidents(limit=RESOLVED_SHOWN * 5)
+        page = render_status_page(
+            monitor=daemon.config.monitor.name,
+            checks=check_rows(daemon.config.checks, daemon.last_runs),
+            open_incidents=daemon.store.open_incidents(),
+            resolved_incidents=[incident for incident in recent if not incident.is_open],
+            now=daemon.clock.now(),
+        )
+        return web.Response(text=page, content_type="text/html")
 
     app = web.Application()
     app.add_routes(routes)
@@ -117,20 +130,3 @@ def _lookup(store: StateStore, raw_id: str) -> Incident:
 
 def _json(incident: Incident) -> dict[str, object]:
     return {"key": incident.key, **incident.model_dump(mode="json")}
-
-
-def _incident_row(incident: Incident) -> str:
-    return (
-        f"<tr><td>#{incident.id}</td><td>{incident.severity.value}</td><td>{html.escape(incident.key)}</td>"
-        f"<td>{html.escape(incident.summary)}</td><td>{incident.opened_at:%Y-%m-%d %H:%M:%SZ}</td></tr>"
-    )
-
-
-def _status_page(open_incidents: list[Incident]) -> str:
-    body = "".join(map(_incident_row, open_incidents)) or '<tr><td colspan="5">No open incidents.</td></tr>'
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><meta http-equiv='refresh' content='30'>"
-        "<title>health-monitor</title></head><body><h1>Open incidents</h1>"
-        f"<table><tr><th>ID</th><th>Severity</th><th>Incident</th><th>Summary</th><th>Opened</th></tr>{body}</table>"
-        "</body></html>"
-    )

@@ -87,11 +87,19 @@ async def test_each_code_is_its_own_incident(harness) -> None:
 
 
 async def test_a_check_that_could_not_run_neither_confirms_nor_clears(harness) -> None:
-    error = Finding(CHECK_ERROR_CODE, Status.UNKNOWN, "api could not run: RuntimeError: bug")
+    error = Finding(CHECK_ERROR_CODE, Status.UNKNOWN, "api could not run: RuntimeError: bug", blocks=("*",))
     await harness.feed([DOWN], [DOWN])
     await harness.feed([error], [error])
     keys = [i.key for i in harness.manager.open_incidents]
     assert keys == ["api/down", "api/error"]
+
+
+async def test_a_failure_that_blocks_a_code_keeps_its_incident_open(harness) -> None:
+    down = Finding("down", Status.CRITICAL, "refused", Severity.P1, blocks=("slow",))
+    await harness.feed([UP, SLOW], [UP, SLOW])
+    assert await harness.feed([down], [down], [down]) == [IncidentEventKind.OPENED]
+    assert {i.key for i in harness.manager.open_incidents} == {"api/slow", "api/down"}
+    assert await harness.feed([UP], [UP]) == [IncidentEventKind.RESOLVED, IncidentEventKind.RESOLVED]
 
 
 async def test_open_incidents_survive_a_restart_and_are_not_opened_again(harness) -> None:
