@@ -3,6 +3,7 @@ validated config and `send()` delivers one notification or raises. Retries, rout
 rate limits live in the core, not in each sink."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -95,6 +96,15 @@ class Sink(ABC, Generic[SinkConfigT]):
     @abstractmethod
     async def send(self, notification: Notification) -> None:
         """Deliver once; raise DeliveryError (or any exception) on failure."""
+
+    @property
+    def refresh_interval(self) -> float | None:
+        """How often the core calls `refresh`; None (most sinks) for never."""
+        return None
+
+    async def refresh(self, open_incidents: Sequence[Incident], *, monitor: str) -> None:
+        """Re-assert the open incidents at a receiver that forgets what is not repeated
+        (Alertmanager expires alerts). Raises like `send`; the next call retries."""
 
     async def aclose(self) -> None:
         """Release resources held by the sink."""

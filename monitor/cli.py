@@ -223,11 +223,8 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def _incidents(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = SqliteStore(config.monitor.state_path)
-    try:
+    with _open_store(config) as store:
         incidents = store.recent_incidents() if args.all else store.open_incidents()
-    finally:
-        store.close()
     if args.format == "json":
         print(json.dumps([incident.model_dump(mode="json") for incident in incidents], indent=2))
         return 0
@@ -255,8 +252,7 @@ def _open_store(config: Config) -> SqliteStore:
 
 def _ack(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = _open_store(config)
-    try:
+    with _open_store(config) as store:
         incident = store.get_incident(args.id)
         if incident is None:
             raise UsageError(f"no incident {args.id}")
@@ -264,22 +260,17 @@ def _ack(args: argparse.Namespace) -> int:
             print(f"incident #{incident.id} ({incident.key}) is already resolved")
             return 0
         store.request_acknowledgement(incident.id, datetime.now(UTC), args.by, args.note)
-    finally:
-        store.close()
     print(f"acknowledged #{incident.id} ({incident.key}) as {args.by}; the running daemon stops its escalation")
     return 0
 
 
 def _postmortem(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = _open_store(config)
-    try:
+    with _open_store(config) as store:
         incident = store.get_incident(args.id)
         if incident is None:
             raise UsageError(f"no incident {args.id}")
         draft = render_postmortem(incident, store, config.monitor.name, datetime.now(UTC))
-    finally:
-        store.close()
     if args.output:
         Path(args.output).write_text(draft, encoding="utf-8")
         print(f"post-mortem draft of #{incident.id} written to {args.output}")
@@ -297,22 +288,16 @@ def _silence_add(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--for: {exc}") from None
     now = datetime.now(UTC)
-    store = _open_store(config)
-    try:
+    with _open_store(config) as store:
         silence = store.add_silence(args.check, now, now + timedelta(seconds=seconds), args.reason)
-    finally:
-        store.close()
     print(f"silence #{silence.id}: {silence.check} until {silence.ends_at:%Y-%m-%d %H:%M:%S}Z ({args.reason})")
     return 0
 
 
 def _silence_list(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = _open_store(config)
-    try:
+    with _open_store(config) as store:
         silences = store.silences(datetime.now(UTC))
-    finally:
-        store.close()
     table = Table("id", "check", "from", "until", "reason", title="silences")
     for silence in silences:
         table.add_row(
@@ -325,11 +310,8 @@ def _silence_list(args: argparse.Namespace) -> int:
 
 def _silence_remove(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = _open_store(config)
-    try:
+    with _open_store(config) as store:
         removed = store.remove_silence(args.id)
-    finally:
-        store.close()
     if not removed:
         raise UsageError(f"no active silence {args.id}")
     print(f"silence #{args.id} removed; paging resumes for what is still failing")

@@ -76,6 +76,8 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
         """Each check's latest result, for the status page."""
         secret_masker.remember(config_secrets(config))
@@ -241,9 +243,29 @@ class Daemon:
             try:
                 self._publish(self.incidents.tick())
                 self.notifier.flush()
+                self._refresh_due_sinks()
             except Exception:
                 log.exception("incidents.tick_failed")
             await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)
+
+    def _refresh_due_sinks(self) -> None:
+        """Sinks that forget what is not repeated (Alertmanager) hear the open incidents again
+        every `refresh_interval`, and once at start; each refresh runs in its own task."""
+        now = self.clock.monotonic()
+        for name, sink in self.dispatcher.sinks.items():
+            interval = sink.refresh_interval
+            running = self._refreshing.get(name)
+            if interval is None or (running is not None and not running.done()):
+                continue
+            if now - self._refreshed_at.get(name, -interval) >= interval:
+                self._refreshed_at[name] = now
+                self._refreshing[name] = asyncio.create_task(self._refresh(sink), name=f"sink:{name}:refresh")
+
+    async def _refresh(self, sink: Sink) -> None:
+        try:
+            await sink.refresh(self.incidents.open_incidents, monitor=self.config.monitor.name)
+        except Exception as exc:  # noqa: BLE001 - the next refresh tries again
+            log.warning("sink.refresh_failed", sink=sink.name, error=str(exc))
 
     def _publish(self, events: list[IncidentEvent]) -> None:
         if events:

@@ -265,3 +265,9 @@ class SqliteStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def __enter__(self) -> "SqliteStore":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

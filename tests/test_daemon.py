@@ -210,3 +210,31 @@ path = "{tmp_path}/alerts.log"
     finally:
         daemon.request_stop()
         await asyncio.wait_for(task, timeout=10)
+
+
+async def test_alertmanager_hears_open_incidents_again_every_resend_interval(tmp_path: Path, serve) -> None:
+    posts: list[list[dict]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        posts.append(await request.json())
+        return web.Response()
+
+    receiver = web.Application()
+    receiver.router.add_post("/api/v2/alerts", receive)
+    alertmanager = await serve(receiver)
+    port = free_port()
+    path = tmp_path / "monitor.toml"
+    path.write_text(
+        config_text(port, f"http://127.0.0.1:{free_port()}", "failure_threshold = 1\n").replace("{dir}", str(tmp_path))
+        + f'\n[sinks.am]\ntype = "alertmanager"\nurl = "http://127.0.0.1:{alertmanager.port}"\nresend_interval = "1s"\n'
+    )
+    daemon = Daemon(load_config(path))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    try:
+        await wait_until(lambda: len(posts) >= 3)
+        firing = [batch for batch in posts if any(alert["labels"]["check"] == "api" for alert in batch)]
+        assert len(firing) >= 2
+        assert all(alert["labels"]["alertname"] == "HealthMonitorIncident" for batch in firing for alert in batch)
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout=10)
