@@ -1,20 +1,24 @@
 """`type = "http"`: is the endpoint up, answering what it should, and as fast as usual?"""
 
 import json
-import ssl
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import aiohttp
 from pydantic import Field, field_validator
 
 from checks.base import Check, CheckConfig, Finding, Severity, Status
 from checks.latency import LatencyBaseline
+from checks.probe import (
+    MAX_BODY_BYTES,
+    PROBE_ERRORS,
+    ProbeFailure,
+    body_evidence,
+    probe_failure,
+    read_capped,
+    redact_url,
+)
 from monitor.durations import Duration, format_duration
 from monitor.secrets import SecretEnv
-
-MAX_BODY_BYTES = 1024 * 1024
-_EVIDENCE_BODY_CHARS = 500
 
 JsonScalar = str | int | float | bool | None
 
@@ -56,26 +60,6 @@ class HttpCheckConfig(CheckConfig):
         if value is not None and (not value or any(not 100 <= code <= 599 for code in value)):
             raise ValueError("expected a non-empty list of HTTP status codes (100-599)")
         return value
-
-
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment, which may carry tokens."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-class ProbeFailure(Exception):
-    """The endpoint failed in a way named by `kind` (dns, connection_refused, tls, status, ...)."""
-
-    def __init__(self, kind: str, summary: str, evidence: tuple[str, ...] = ()) -> None:
-        super().__init__(summary)
-        self.kind = kind
-        self.summary = summary
-        self.evidence = evidence
 
 
 class HttpCheck(Check[HttpCheckConfig]):
@@ -121,32 +105,21 @@ class HttpCheck(Check[HttpCheckConfig]):
                 allow_redirects=self.config.follow_redirects,
                 ssl=None if self.config.tls_verify else False,
             ) as response:
-                return response.status, await _read_capped(response)
-        except aiohttp.ClientConnectorDNSError as exc:
-            host = urlsplit(self.config.url).hostname
-            raise ProbeFailure("dns", f"DNS lookup failed for {host}: {exc.os_error}") from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError, ssl.SSLError) as exc:
-            raise ProbeFailure("tls", f"TLS error: {_tls_reason(exc)}") from None
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, ConnectionRefusedError):
-                raise ProbeFailure("connection_refused", "connection refused") from None
-            raise ProbeFailure("connect", f"cannot connect: {exc.os_error}") from None
-        except TimeoutError:
-            raise ProbeFailure("timeout", "timed out") from None
-        except aiohttp.ClientError as exc:
-            raise ProbeFailure("invalid_response", f"invalid response: {type(exc).__name__}: {exc}") from None
+                return response.status, await read_capped(response)
+        except PROBE_ERRORS as exc:
+            raise probe_failure(exc, self.config.url) from None
 
     def _verify(self, status: int, body: bytes) -> None:
         accepted = self.config.expect_status
         if (accepted is None and not 200 <= status <= 299) or (accepted is not None and status not in accepted):
             wanted = ", ".join(map(str, accepted)) if accepted else "2xx"
-            raise ProbeFailure("status", f"HTTP {status}, expected {wanted}", _body_evidence(body))
+            raise ProbeFailure("status", f"HTTP {status}, expected {wanted}", body_evidence(body))
         if len(body) > MAX_BODY_BYTES and (self.config.body_contains or self.config.json_fields):
             raise ProbeFailure("body_mismatch", f"response body exceeds {MAX_BODY_BYTES} bytes; not checked")
         text = body.decode("utf-8", errors="replace")
         if self.config.body_contains is not None and self.config.body_contains not in text:
             raise ProbeFailure(
-                "body_mismatch", f"response body does not contain {self.config.body_contains!r}", _body_evidence(body)
+                "body_mismatch", f"response body does not contain {self.config.body_contains!r}", body_evidence(body)
             )
         if self.config.json_fields:
             self._verify_json(text)
@@ -156,17 +129,17 @@ class HttpCheck(Check[HttpCheckConfig]):
             document = json.loads(text)
         except ValueError:
             raise ProbeFailure(
-                "body_mismatch", "response body is not valid JSON", _body_evidence(text.encode())
+                "body_mismatch", "response body is not valid JSON", body_evidence(text.encode())
             ) from None
         for path, expected in self.config.json_fields.items():
             found, actual = _json_lookup(document, path)
             if not found:
-                raise ProbeFailure("body_mismatch", f"JSON field {path} is missing", _body_evidence(text.encode()))
+                raise ProbeFailure("body_mismatch", f"JSON field {path} is missing", body_evidence(text.encode()))
             if actual != expected:
                 raise ProbeFailure(
                     "body_mismatch",
                     f"JSON field {path} is {json.dumps(actual)}, expected {json.dumps(expected)}",
-                    _body_evidence(text.encode()),
+                    body_evidence(text.encode()),
                 )
 
     def _judge_latency(self, latency: float) -> list[Finding]:
@@ -206,25 +179,8 @@ class HttpCheck(Check[HttpCheckConfig]):
             summary=f"{self.config.method} {self.target} failed: {failure.summary}",
             severity=self.config.severity,
             evidence=(f"failure: {failure.kind}", *failure.evidence),
+            blocks=("slow", "degraded"),
         )
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """At most MAX_BODY_BYTES + 1 bytes of the body: enough to know it was too long."""
-    body = bytearray()
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > MAX_BODY_BYTES:
-            return bytes(body[: MAX_BODY_BYTES + 1])
-    return bytes(body)
-
-
-def _body_evidence(body: bytes) -> tuple[str, ...]:
-    if not body:
-        return ()
-    text = body[:_EVIDENCE_BODY_CHARS].decode("utf-8", errors="replace")
-    suffix = " [truncated]" if len(body) > _EVIDENCE_BODY_CHARS else ""
-    return (f"body: {text}{suffix}",)
 
 
 def _json_lookup(document: Any, path: str) -> tuple[bool, Any]:
@@ -237,8 +193,3 @@ def _json_lookup(document: Any, path: str) -> tuple[bool, Any]:
         else:
             return False, None
     return True, current
-
-
-def _tls_reason(exc: Exception) -> str:
-    certificate_error = getattr(exc, "certificate_error", None)
-    return str(certificate_error or getattr(exc, "os_error", None) or exc)
