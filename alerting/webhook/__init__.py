@@ -1,5 +1,5 @@
 """`type = "webhook"`: every notification POSTed as one JSON document (version "1", see
-docs/sinks.md) to a URL kept secret, signed with HMAC-SHA256 when a secret is configured,
+README.md, "type = webhook") to a URL kept secret, signed with HMAC-SHA256 when a secret is configured,
 with the notification id as `Idempotency-Key` so that a receiver can drop the duplicates
 that retries may cause."""
 

@@ -1,4 +1,4 @@
-"""The PostgreSQL check (`type = "postgres"`); see docs/postgres.md."""
+"""The PostgreSQL check (`type = "postgres"`); its keys and findings are in README.md."""
 
 from checks.postgres.check import PostgresCheck, PostgresCheckError
 from checks.postgres.config import PostgresCheckConfig
