@@ -25,7 +25,7 @@ from monitor.model import Finding, Incident, Status
 from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
 from monitor.schema import config_json_schema
-from monitor.store import SqliteStore
+from monitor.store import SqliteStore, StoreError
 
 EXIT_CONFIG_ERROR = 2
 
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
-    except UsageError as exc:
+    except (UsageError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return args.usage_exit
     except KeyboardInterrupt:

@@ -76,6 +76,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
@@ -120,7 +121,7 @@ class Daemon:
             self.scheduler.start()
             for name in self.config.checks:
                 await self._schedule(name, self.config)
-            ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
+            self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self.ready = True
             log.info(
                 "daemon.started",
@@ -133,7 +134,6 @@ class Daemon:
             systemd.ready(status=self._systemd_status())
             self._start_watchdog()
             await self._stop.wait()
-            ticker.cancel()
         finally:
             await self._shutdown(runner)
 
@@ -305,8 +305,9 @@ class Daemon:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         systemd.stopping(status="stopping")
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._ticker, *self._refreshing.values()):
+            if task is not None:
+                task.cancel()
         self.ready = False
         log.info("daemon.stopping")
         for check in await self.scheduler.stop():

@@ -96,6 +96,10 @@ _DELIVERY_COLUMNS = (
 )
 
 
+class StoreError(Exception):
+    """The state store cannot be opened."""
+
+
 class StateStore(Protocol):
     def create_incident(self, incident: Incident) -> Incident:
         """Persist a new incident and return it with its id."""
@@ -153,11 +157,15 @@ class SqliteStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # Durable across a crash of the process; a power loss may cost the last commits.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the state store {self.path}: {exc}") from None
 
     def create_incident(self, incident: Incident) -> Incident:
         cursor = self._db.execute(
