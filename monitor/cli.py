@@ -6,6 +6,7 @@ import getpass
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,20 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from alerting.base import SinkContext
+from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
 from monitor import __version__, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
-from monitor.incidents import classify
+from monitor.incident_log import IncidentLog
+from monitor.incidents import IncidentManager, classify
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
-from monitor.postmortem import render_postmortem
+from monitor.notifier import Notifier
+from monitor.postmortem import render_postmortem, write_draft
 from monitor.runner import RunResult, run_check
 from monitor.schema import config_json_schema
 from monitor.store import SqliteStore, StoreError
@@ -69,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     once = command("once", _once, "Run every (or the named) check once and print the findings.", 3)
     once.add_argument("--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)")
     once.add_argument("--format", choices=["table", "json"], default="table")
+    once.add_argument(
+        "--notify",
+        action="store_true",
+        help="also open and resolve incidents in the state store and send their notifications (for cron, "
+        "without a running daemon): a failing run opens at once, a good run resolves",
+    )
 
     command("check-config", _check_config, "Validate the config and summarise it.", EXIT_CONFIG_ERROR)
 
@@ -125,6 +136,8 @@ def _once(args: argparse.Namespace) -> int:
         raise UsageError(f"no check named {', '.join(unknown)} in {config.path} (known: {', '.join(config.checks)})")
     names = args.check or list(config.checks)
     results = asyncio.run(_run_once(config, names))
+    if args.notify:
+        asyncio.run(_notify_once(config, results))
     worst = max((result.status for result in results), default=Status.OK)
     if args.format == "json":
         print(json.dumps(_once_json(config, results, worst), indent=2))
@@ -150,6 +163,37 @@ async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
                     await check.aclose()
 
         return list(await asyncio.gather(*(run_one(name) for name in names)))
+
+
+async def _notify_once(config: Config, results: list[RunResult]) -> None:
+    """One pass of the daemon's incident flow over these results, with thresholds of one run,
+    then up to `shutdown_grace` for the notifications; what is left waits in the outbox."""
+    one_shot = replace(
+        config,
+        checks={
+            name: check.model_copy(update={"failure_threshold": 1, "success_threshold": 1})
+            for name, check in config.checks.items()
+        },
+    )
+    clock = SystemClock()
+    with _open_store(config) as store:
+        async with http_session(config.monitor.concurrency) as http:
+            context = SinkContext(http, clock)
+            sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
+            metrics = MonitorMetrics()
+            dispatcher = Dispatcher(sinks, store, metrics, clock)
+            dispatcher.resume()
+            incidents = IncidentManager(store, IncidentLog(config.monitor.incident_log), clock, one_shot)
+            notifier = Notifier(
+                one_shot, dispatcher, metrics, clock,
+                lambda event: write_draft(event.incident, store, config.monitor.name, clock.now()),
+            )
+            notifier.publish(incidents.unannounced_pages())
+            for result in results:
+                notifier.publish(incidents.observe(result.check, result.findings))
+            notifier.publish(incidents.tick())
+            notifier.flush(now=True)
+            await dispatcher.drain(config.monitor.shutdown_grace)
 
 
 def _once_json(config: Config, results: list[RunResult], worst: Status) -> dict[str, Any]:

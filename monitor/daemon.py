@@ -23,7 +23,7 @@ from monitor.logs import secret_masker
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity, Status
 from monitor.notifier import Notifier
-from monitor.postmortem import write_postmortem
+from monitor.postmortem import write_draft
 from monitor.runner import RunResult
 from monitor.scheduler import Scheduler
 from monitor.secrets import EnvSecret
@@ -273,13 +273,7 @@ class Daemon:
             self._refresh_incident_gauges()
 
     def _write_postmortem(self, event: IncidentEvent) -> None:
-        if event.incident.postmortem_path is None:
-            return
-        try:
-            path = write_postmortem(event.incident, self.store, self.config.monitor.name, self.clock.now())
-            log.info("postmortem.written", incident=event.incident.id, path=str(path))
-        except OSError as exc:
-            log.error("postmortem.not_written", incident=event.incident.id, error=str(exc))
+        write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
 
     def _refresh_incident_gauges(self) -> None:
         counts = dict.fromkeys(Severity, 0)

@@ -60,11 +60,12 @@ class Notifier:
                 continue
             self._dispatcher.submit(self.notification(event), self.audience(event))
 
-    def flush(self) -> None:
-        """Send the grouped message once the storm window of the held alerts has passed."""
+    def flush(self, now: bool = False) -> None:
+        """Send the grouped message once the storm window of the held alerts has passed (or `now`)."""
         if not self._held or self._held_since is None:
             return
-        if self._clock.now() < self._held_since + timedelta(seconds=self.config.settings.alerting.storm_window):
+        window_end = self._held_since + timedelta(seconds=self.config.settings.alerting.storm_window)
+        if not now and self._clock.now() < window_end:
             return
         held, self._held, self._held_since = self._held, [], None
         if len(held) == 1:

@@ -7,11 +7,14 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
+import structlog
 
 from monitor.durations import format_duration
 from monitor.incident_log import utc_stamp
 from monitor.model import Incident
 from monitor.store import StateStore
+
+log = structlog.get_logger("monitor.postmortem")
 
 
 @cache
@@ -42,9 +45,17 @@ def render_postmortem(incident: Incident, store: StateStore, monitor: str, now: 
     )
 
 
-def write_postmortem(incident: Incident, store: StateStore, monitor: str, now: datetime) -> Path:
-    assert incident.postmortem_path is not None
+def write_draft(incident: Incident, store: StateStore, monitor: str, now: datetime) -> Path | None:
+    """Write the draft to the incident's `postmortem_path` (set when a paged P1 or P2
+    resolves); a failure to write is logged, never raised into the incident flow."""
+    if incident.postmortem_path is None:
+        return None
     path = Path(incident.postmortem_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_postmortem(incident, store, monitor, now), encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render_postmortem(incident, store, monitor, now), encoding="utf-8")
+    except OSError as exc:
+        log.error("postmortem.not_written", incident=incident.id, error=str(exc))
+        return None
+    log.info("postmortem.written", incident=incident.id, path=str(path))
     return path

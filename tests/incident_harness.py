@@ -13,7 +13,7 @@ from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Severity, Status
 from monitor.notifier import Notifier
-from monitor.postmortem import write_postmortem
+from monitor.postmortem import write_draft
 from monitor.store import SqliteStore
 from tests.fakes import START, FakeClock, settle
 
@@ -125,8 +125,7 @@ class Harness:
         self.store.close()
 
     def _postmortem(self, event: IncidentEvent) -> None:
-        if event.incident.postmortem_path:
-            write_postmortem(event.incident, self.store, self.config.monitor.name, self.clock.now())
+        write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
 
     async def observe(self, check: str, *runs: list[Finding]) -> None:
         for findings in runs:

@@ -33,7 +33,10 @@ async def target(serve) -> str:
 
 def config(tmp_path: Path, checks: str) -> Path:
     path = tmp_path / "monitor.toml"
-    path.write_text(f'[monitor]\nstate_path = "{tmp_path}/state.db"\n{checks}')
+    path.write_text(
+        f'[monitor]\nstate_path = "{tmp_path}/state.db"\nincident_log = "{tmp_path}/incidents.log"\n'
+        f'postmortem_dir = "{tmp_path}/postmortems"\n{checks}'
+    )
     return path
 
 
@@ -142,3 +145,30 @@ def test_silences_are_added_listed_and_removed(tmp_path, capsys) -> None:
     assert "--for: invalid duration 'soon'" in capsys.readouterr().err
     assert main(["silence", "remove", "1", "--config", str(path)]) == 0
     assert main(["silence", "remove", "1", "--config", str(path)]) == 1
+
+
+async def test_once_notify_opens_and_resolves_incidents_for_cron_use(tmp_path, serve) -> None:
+    healthy = {"now": False}
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"}, status=200 if healthy["now"] else 503)
+
+    application = web.Application()
+    application.router.add_get("/health", health)
+    server = await serve(application)
+    alerts = tmp_path / "alerts.log"
+    path = config(
+        tmp_path,
+        http_check("api", f"http://127.0.0.1:{server.port}/health")
+        + 'impact = "customers cannot use the app"\n'
+        + f'\n[sinks.file]\ntype = "file"\npath = "{alerts}"\n',
+    )
+    assert await run_cli("once", "--notify", "--config", str(path)) == 2
+    assert alerts.read_text().count("INCIDENT DETECTED") == 1
+    assert await run_cli("once", "--notify", "--config", str(path)) == 2
+    assert alerts.read_text().count("INCIDENT DETECTED") == 1
+    healthy["now"] = True
+    assert await run_cli("once", "--notify", "--config", str(path)) == 0
+    assert alerts.read_text().count("INCIDENT RESOLVED") == 1
+    assert await run_cli("once", "--config", str(path)) == 0
+    assert alerts.read_text().count("INCIDENT") == 2

@@ -27,6 +27,7 @@ def config_text(port: int, target: str, extra: str = "") -> str:
 name = "in-process"
 state_path = "{{dir}}/state.db"
 incident_log = "{{dir}}/incidents.log"
+postmortem_dir = "{{dir}}/postmortems"
 
 [server]
 listen = "127.0.0.1:{port}"
@@ -180,6 +181,7 @@ async def test_with_the_network_down_fifty_failing_checks_open_no_incident(tmp_p
 [monitor]
 state_path = "{tmp_path}/state.db"
 incident_log = "{tmp_path}/incidents.log"
+postmortem_dir = "{tmp_path}/postmortems"
 connectivity_check = "127.0.0.1:{gateway}"
 [server]
 listen = "127.0.0.1:{free_port()}"
