@@ -4,6 +4,7 @@ import ssl
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
+from yarl import URL
 
 MAX_BODY_BYTES = 1024 * 1024
 _EVIDENCE_BODY_CHARS = 500
@@ -46,7 +47,10 @@ def probe_failure(exc: BaseException, url: str) -> ProbeFailure:
         return ProbeFailure("connect", f"cannot connect: {exc.os_error}")
     if isinstance(exc, TimeoutError):
         return ProbeFailure("timeout", "timed out")
-    return ProbeFailure("invalid_response", f"invalid response: {type(exc).__name__}: {exc}")
+    shown = str(exc)
+    for spelling in {url, str(URL(url))}:
+        shown = shown.replace(spelling, redact_url(url))
+    return ProbeFailure("invalid_response", f"invalid response: {type(exc).__name__}: {shown}")
 
 
 async def read_capped(response: aiohttp.ClientResponse) -> bytes:

@@ -10,9 +10,12 @@ import pytest
 import trustme
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from checks.base import CheckContext, Severity, Status
 from checks.http import MAX_BODY_BYTES, HttpCheck, redact_url
+from checks.probe import probe_failure
 from monitor.clock import SystemClock
 from monitor.metrics import MonitorMetrics
 from monitor.runner import run_check
@@ -205,3 +208,11 @@ async def test_a_secret_in_the_url_never_reaches_the_finding(check_context) -> N
     (finding,) = await make(check_context, url=url).run()
     text = json.dumps([finding.summary, *finding.evidence])
     assert "hunter22" not in text and "hunter33" not in text
+
+
+def test_an_aiohttp_error_that_echoes_the_url_is_shown_without_its_query() -> None:
+    url = "http://127.0.0.1:1/x?token=hunter44"
+    request = aiohttp.RequestInfo(URL(url), "GET", CIMultiDictProxy(CIMultiDict()), URL(url))
+    failure = probe_failure(aiohttp.TooManyRedirects(request, (), status=302, message="loop"), url)
+    assert failure.kind == "invalid_response"
+    assert "hunter44" not in failure.summary and "http://127.0.0.1:1/x" in failure.summary
