@@ -43,6 +43,10 @@ class HttpCheckConfig(CheckConfig):
     degradation_percent: float | None = Field(
         default=None, gt=0, description="Latency this far above its learnt baseline: P2."
     )
+    degradation_floor: Duration = Field(
+        default=0.05,
+        description="Latency must also be this much above the baseline, so jitter on fast endpoints is not paged.",
+    )
     baseline_min_samples: int = Field(default=10, ge=1, description="Good runs needed before judging degradation.")
     baseline_window: int = Field(default=50, ge=1, description="Good runs the baseline's median is taken over.")
 
@@ -157,7 +161,9 @@ class HttpCheck(Check[HttpCheckConfig]):
             )
         if self.config.degradation_percent is not None:
             excess = self.baseline.excess_percent(latency)
-            if excess is not None and excess > self.config.degradation_percent:
+            median = self.baseline.median() or 0.0
+            above_floor = latency - median >= self.config.degradation_floor
+            if excess is not None and excess > self.config.degradation_percent and above_floor:
                 baseline = format_duration(self.baseline.median() or 0.0)
                 findings.append(
                     Finding(

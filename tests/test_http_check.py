@@ -184,12 +184,20 @@ async def test_slow_response_is_a_p3_warning(check_context, target) -> None:
 
 async def test_degradation_against_the_learnt_baseline_is_p2(check_context, target) -> None:
     check = make(check_context, url=f"{target}/ok", degradation_percent=50, baseline_min_samples=5)
-    for latency in (0.010, 0.011, 0.009, 0.010, 0.012):
+    for latency in (0.100, 0.110, 0.090, 0.100, 0.120):
         check.baseline.learn(latency)
-    assert check._judge_latency(0.012) == []
-    (degraded,) = check._judge_latency(0.030)
+    assert check._judge_latency(0.120) == []
+    (degraded,) = check._judge_latency(0.300)
     assert (degraded.code, degraded.severity) == ("degraded", Severity.P2)
-    assert "186% above its baseline of 10ms" in degraded.summary
+    assert "186% above its baseline of 105ms" in degraded.summary
+
+
+async def test_jitter_on_a_fast_endpoint_is_not_degradation(check_context, target) -> None:
+    check = make(check_context, url=f"{target}/ok", degradation_percent=50, baseline_min_samples=5)
+    for latency in (0.001, 0.001, 0.001, 0.001, 0.001):
+        check.baseline.learn(latency)
+    assert check._judge_latency(0.004) == []
+    assert [f.code for f in check._judge_latency(0.060)] == ["degraded"]
 
 
 async def test_degradation_is_not_judged_before_enough_samples(check_context, target) -> None:
