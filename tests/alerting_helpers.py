@@ -52,6 +52,8 @@ class Receiver:
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     always_fail: bool = False
     hang: bool = False
+    hang_first: int = 0
+    """Attempts that get no answer at all before the receiver starts answering."""
     released: asyncio.Event = field(default_factory=asyncio.Event)
     received: list[dict[str, Any]] = field(default_factory=list)
     attempts: int = 0
@@ -63,7 +65,7 @@ class Receiver:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.attempts += 1
-        if self.hang:
+        if self.hang or self.attempts <= self.hang_first:
             await self.released.wait()
         if self.always_fail:
             return web.Response(status=500, text="error")

@@ -90,6 +90,18 @@ async def test_server_errors_are_retried_with_growing_backoff(make_slack, dispat
     assert sleep.waits[0] >= 1.0 and sleep.waits[2] >= 4.0
 
 
+async def test_a_webhook_that_hangs_times_out_and_is_retried(make_slack, dispatch) -> None:
+    receiver = Receiver(hang_first=1)
+    sink = await make_slack(receiver, timeout="300ms")
+    dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
+    dispatcher.submit(notification())
+    await dispatcher.drain(timeout=10)
+    receiver.released.set()
+    assert receiver.attempts == 2 and len(receiver.received) == 1
+    assert len(sleep.waits) == 1
+    assert (sample(metrics, "slack-oncall", "failed"), sample(metrics, "slack-oncall", "sent")) == (1, 1)
+
+
 async def test_a_rejected_message_is_not_retried_and_counted_dead(make_slack, dispatch) -> None:
     receiver = Receiver(script=[(400, {})])
     sink = await make_slack(receiver)
