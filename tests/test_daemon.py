@@ -1,7 +1,6 @@
 """The daemon in-process: its HTTP endpoints, and SIGHUP reloads that never break it."""
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,12 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.net import free_port
 
 
 def config_text(port: int, target: str, extra: str = "") -> str:

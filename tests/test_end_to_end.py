@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,14 +16,10 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerting_helpers import Receiver
+from tests.net import free_port
 
 WEBHOOK_SECRET = "T000/B000/e2e-webhook-secret"
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Target:

@@ -19,6 +19,7 @@ from checks.probe import probe_failure
 from monitor.clock import SystemClock
 from monitor.metrics import MonitorMetrics
 from monitor.runner import run_check
+from tests.net import closed_port
 
 
 def target_app() -> web.Application:
@@ -64,11 +65,6 @@ async def target(serve) -> str:
 def make(context: CheckContext, **keys: object) -> HttpCheck:
     return HttpCheck("api", HttpCheck.Config.model_validate({"type": "http", "timeout": "2s", **keys}), context)
 
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_healthy_endpoint_is_ok_with_latency(check_context, target) -> None:

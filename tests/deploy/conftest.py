@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.deploy.helpers import DaemonProcess, clean_environment, free_port, http_json, wait_until
+from tests.deploy.helpers import DaemonProcess, clean_environment, http_json, wait_until
+from tests.net import free_port
 
 LIVE_CHECKS = ("self", "broken")
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.helpers import DEPLOY, REPO, DaemonProcess, clean_environment, free_port, http_get, run, wait_until
+from tests.deploy.helpers import DEPLOY, REPO, DaemonProcess, clean_environment, http_get, run, wait_until
+from tests.net import free_port
 
 CONTAINER = DEPLOY / "container"
 DOCKERFILE = CONTAINER / "Dockerfile"

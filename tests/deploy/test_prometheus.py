@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import LIVE_CHECKS
-from tests.deploy.helpers import DEPLOY, DaemonProcess, free_port, http_get, require, run, wait_until
+from tests.deploy.helpers import DEPLOY, DaemonProcess, http_get, require, run, wait_until
+from tests.net import free_port
 
 PROMETHEUS_DIR = DEPLOY / "prometheus"
 DASHBOARD = DEPLOY / "grafana" / "health-monitor.json"

@@ -14,11 +14,11 @@ from tests.deploy.helpers import (
     DEPLOY,
     DaemonProcess,
     clean_environment,
-    free_port,
     require,
     run,
     wait_until,
 )
+from tests.net import free_port
 
 UNIT = DEPLOY / "systemd" / "health-monitor.service"
 INSTALLED_BINARY = "/opt/health-monitor/bin/health-monitor"

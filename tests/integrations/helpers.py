@@ -1,7 +1,6 @@
 """Shared pieces of the integration, TLS and TCP tests."""
 
 import json
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +34,6 @@ def connection_key(host: str) -> ConnectionKey:
     """What aiohttp attaches to a connector error, to build realistic ones."""
     return ConnectionKey(host, 443, True, True, None, None, None, host)
 
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _SentRequest:

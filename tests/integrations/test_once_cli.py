@@ -18,9 +18,9 @@ from tests.integrations.helpers import (
     XERO_IDENTITY,
     XERO_STATUS,
     VendorMock,
-    closed_port,
     fixture,
 )
+from tests.net import closed_port
 
 WriteConfig = Callable[[str], Path]
 

@@ -6,7 +6,7 @@ from typing import Any
 from checks.base import CheckContext
 from checks.tcp import TcpCheck
 from monitor.model import Severity, Status
-from tests.integrations.helpers import closed_port
+from tests.net import closed_port
 
 
 def make_check(context: CheckContext, port: int, **config: Any) -> TcpCheck:

@@ -23,7 +23,8 @@ from checks.tls import TlsCheck
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Severity, Status
 from monitor.runner import run_check
-from tests.integrations.helpers import by_code, closed_port
+from tests.integrations.helpers import by_code
+from tests.net import closed_port
 
 LOCAL = "127.0.0.1"
 ServeTls = Callable[[ssl.SSLContext], Awaitable[int]]

@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import asyncpg
+
+from tests.net import free_port
 
 SERVER_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 SERVER_OWNER = "postgres"
@@ -161,11 +162,6 @@ def find_server_binaries() -> Path:
         )
     return candidates[-1]
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _as_server_owner() -> list[str]:

@@ -2,28 +2,14 @@
 the restarted server resolves it, through the daemon's own sinks and API."""
 
 import asyncio
-import socket
 from pathlib import Path
 
 import pytest
 
 from monitor.config import load_config
 from monitor.daemon import Daemon
+from tests.net import free_port, wait_until
 from tests.postgres.pg_server import MONITOR, Cluster
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def wait_until(condition, what: str, limit: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + limit
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def test_server_stopped_and_restarted_under_the_daemon(

@@ -4,7 +4,6 @@ STARTTLS and implicit-TLS modes with a trustme CA, and a real Prometheus Alertma
 import asyncio
 import email
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -24,6 +23,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from alerting.base import SinkContext
 from monitor.clock import SystemClock
+from tests.net import free_port
 
 LOOPBACK = "127.0.0.1"
 SMTP_USER = "monitor"
@@ -31,11 +31,6 @@ SMTP_PASSWORD = "smtp-pa55word-never-shown"
 ALERTMANAGER_BINARY = "/usr/bin/prometheus-alertmanager"
 _CLOSE_GRACE_SECONDS = 0.05
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

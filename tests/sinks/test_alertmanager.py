@@ -11,7 +11,8 @@ from alerting.base import DeliveryError, Notification, NotificationKind, SinkCon
 from monitor.model import Incident, Severity
 from tests.alerting_helpers import incident
 from tests.fakes import FakeClock
-from tests.sinks.conftest import Alertmanager, free_port
+from tests.net import free_port
+from tests.sinks.conftest import Alertmanager
 
 LABELS = ("alertname", "severity", "check", "code", "monitor")
 

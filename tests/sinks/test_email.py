@@ -12,7 +12,8 @@ from monitor.config import ConfigError, load_config
 from monitor.model import Severity
 from tests.alerting_helpers import incident, notification
 from tests.fakes import START
-from tests.sinks.conftest import SMTP_PASSWORD, SMTP_USER, StartSmtp, free_port
+from tests.net import free_port
+from tests.sinks.conftest import SMTP_PASSWORD, SMTP_USER, StartSmtp
 
 UNTRUSTED = "<script>alert('owned')</script> <!channel> & <b>bold</b>"
 CONFIG = EmailSink.Config.model_validate(

@@ -16,7 +16,7 @@ from alerting.webhook import WebhookSink, build_body
 from monitor.model import Severity
 from tests.alerting_helpers import incident, notification
 from tests.fakes import START
-from tests.sinks.conftest import free_port
+from tests.net import free_port
 
 SECRET = "whsec-signing-key-never-shown"
 PATH = "/hooks/T0-private-token-9f8e7d"
