@@ -2,7 +2,6 @@
 
 import json
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
@@ -16,6 +15,7 @@ from checks.probe import (
     probe_failure,
     read_capped,
     redact_url,
+    require_http_url,
 )
 from monitor.durations import Duration, format_duration
 from monitor.secrets import SecretEnv
@@ -53,10 +53,7 @@ class HttpCheckConfig(CheckConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
-        return value
+        return require_http_url(value)
 
     @field_validator("expect_status")
     @classmethod

@@ -33,6 +33,15 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
+def require_http_url(value: str) -> str:
+    """`value` itself when it is an http(s) URL with a host; a ValueError (which never shows
+    credentials or query) otherwise. For config validators."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
+    return value
+
+
 def probe_failure(exc: BaseException, url: str) -> ProbeFailure:
     """The named failure for one of `PROBE_ERRORS` raised while requesting `url`."""
     # The order matters: the TLS and DNS errors are subclasses of the connector error,

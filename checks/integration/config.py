@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from checks.base import CheckConfig, Severity
-from checks.probe import redact_url
+from checks.probe import require_http_url
 from monitor.durations import Duration
 from monitor.secrets import SecretEnv
 
@@ -62,11 +62,7 @@ class IntegrationCheckConfig(CheckConfig):
     @field_validator("url", "status_page_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
-        return value
+        return None if value is None else require_http_url(value)
 
     @field_validator("shop")
     @classmethod
