@@ -1,8 +1,14 @@
-"""Loopback helpers shared by the tests: every address they use is 127.0.0.1."""
+"""Helpers shared by the tests: loopback ports, polling, and an in-process daemon.
+Every address the tests use is 127.0.0.1."""
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from monitor.config import load_config
+from monitor.daemon import Daemon
 
 LOOPBACK = "127.0.0.1"
 
@@ -25,3 +31,18 @@ async def wait_until(condition: Callable[[], object], what: str, limit: float = 
 
 closed_port = free_port
 """The same port, when the point is that nothing answers on it."""
+
+
+@asynccontextmanager
+async def running_daemon(config_path: Path, stop_within: float = 15.0) -> AsyncIterator[Daemon]:
+    """The daemon on `config_path`, in this event loop, ready; stopped (and awaited) on exit."""
+    daemon = Daemon(load_config(config_path))
+    task = asyncio.create_task(daemon.run(handle_signals=False))
+    try:
+        await wait_until(lambda: daemon.ready or task.done(), "the daemon to be ready")
+        if task.done():
+            task.result()
+        yield daemon
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, timeout=stop_within)

@@ -10,9 +10,8 @@ import structlog
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.config import load_config
 from monitor.daemon import Daemon
-from tests.net import free_port
+from tests.net import free_port, running_daemon, wait_until
 
 
 def config_text(port: int, target: str, extra: str = "") -> str:
@@ -47,21 +46,8 @@ async def running(tmp_path: Path, serve, clean_env) -> AsyncIterator[tuple[Daemo
     port = free_port()
     path = tmp_path / "monitor.toml"
     path.write_text(config_text(port, target).replace("{dir}", str(tmp_path)))
-    daemon = Daemon(load_config(path))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as session:
-        for _ in range(200):
-            try:
-                async with session.get(f"{base}/readyz") as response:
-                    if response.status == 200:
-                        break
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.02)
-    yield daemon, path, base, target
-    daemon.request_stop()
-    await asyncio.wait_for(task, timeout=10)
+    async with running_daemon(path) as daemon:
+        yield daemon, path, f"http://127.0.0.1:{port}", target
 
 
 async def get(url: str) -> tuple[int, str]:
@@ -69,16 +55,10 @@ async def get(url: str) -> tuple[int, str]:
         return response.status, await response.text()
 
 
-async def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition never became true"
-        await asyncio.sleep(0.02)
-
-
 async def test_health_readiness_and_metrics(running) -> None:
     daemon, _, base, _ = running
-    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}))
+    up = {"check": "api"}
+    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", up), "a run")
     assert (await get(f"{base}/healthz"))[0] == 200
     assert (await get(f"{base}/readyz"))[0] == 200
     _status, text = await get(f"{base}/metrics")
@@ -123,7 +103,8 @@ async def test_a_valid_reload_adds_and_removes_checks(running, tmp_path: Path) -
     path.write_text(text)
     await daemon.reload()
     assert list(daemon.scheduler.checks) == ["web"]
-    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "web"}))
+    up = {"check": "web"}
+    await wait_until(lambda: daemon.metrics.registry.get_sample_value("health_monitor_check_up", up), "a run of web")
     assert daemon.metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}) is None
 
 
@@ -142,11 +123,9 @@ async def test_acknowledging_over_the_api_needs_the_bearer_token(tmp_path: Path,
         .replace("{dir}", str(tmp_path))
         .replace('[server]\n', '[server]\napi_token_env = "TEST_API_TOKEN"\n')
     )
-    daemon = Daemon(load_config(path))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
     base = f"http://127.0.0.1:{port}"
-    try:
-        await wait_until(lambda: daemon.ready and daemon.incidents.open_incidents)
+    async with running_daemon(path) as daemon:
+        await wait_until(lambda: daemon.incidents.open_incidents, "the incident")
         (incident,) = daemon.incidents.open_incidents
         url = f"{base}/api/incidents/{incident.id}/ack"
         assert (await post(url))[0] == 401
@@ -156,9 +135,6 @@ async def test_acknowledging_over_the_api_needs_the_bearer_token(tmp_path: Path,
         assert status == 200
         assert (body["acknowledged_by"], body["acknowledgement_note"]) == ("alice", "on it")
         assert daemon.incidents.open_incidents[0].acknowledged
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_with_the_network_down_fifty_failing_checks_open_no_incident(tmp_path: Path, monkeypatch) -> None:
@@ -184,28 +160,24 @@ listen = "127.0.0.1:{free_port()}"
 type = "file"
 path = "{tmp_path}/alerts.log"
 """)
-    daemon = Daemon(load_config(path))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    try:
+    async with running_daemon(path) as daemon:
+
         def unknown_runs() -> float:
             sample = daemon.metrics.registry.get_sample_value
             labels = ({"check": f"c{i}", "status": "unknown"} for i in range(50))
             return sum(sample("health_monitor_check_runs_total", label) or 0 for label in labels)
 
-        await wait_until(lambda: unknown_runs() >= 150)
+        await wait_until(lambda: unknown_runs() >= 150, "150 unknown runs")
         assert [i.key for i in daemon.incidents.open_incidents] == ["_monitor/connectivity"]
-        await wait_until(lambda: (tmp_path / "alerts.log").exists())
+        await wait_until(lambda: (tmp_path / "alerts.log").exists(), "the notice")
         alerts = (tmp_path / "alerts.log").read_text()
         assert alerts.count("INCIDENT DETECTED") == 1 and "monitor cannot reach the network" in alerts
         assert daemon.metrics.registry.get_sample_value("health_monitor_network_reachable") == 0
 
         server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", gateway)
         async with server:
-            await wait_until(lambda: len(daemon.incidents.open_incidents) == 50)
+            await wait_until(lambda: len(daemon.incidents.open_incidents) == 50, "fifty incidents")
             assert "_monitor/connectivity" not in [i.key for i in daemon.incidents.open_incidents]
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, timeout=10)
 
 
 async def test_alertmanager_hears_open_incidents_again_every_resend_interval(tmp_path: Path, serve) -> None:
@@ -224,13 +196,8 @@ async def test_alertmanager_hears_open_incidents_again_every_resend_interval(tmp
         config_text(port, f"http://127.0.0.1:{free_port()}", "failure_threshold = 1\n").replace("{dir}", str(tmp_path))
         + f'\n[sinks.am]\ntype = "alertmanager"\nurl = "http://127.0.0.1:{alertmanager.port}"\nresend_interval = "1s"\n'
     )
-    daemon = Daemon(load_config(path))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    try:
-        await wait_until(lambda: len(posts) >= 3)
+    async with running_daemon(path):
+        await wait_until(lambda: len(posts) >= 3, "three posts to Alertmanager")
         firing = [batch for batch in posts if any(alert["labels"]["check"] == "api" for alert in batch)]
         assert len(firing) >= 2
         assert all(alert["labels"]["alertname"] == "HealthMonitorIncident" for batch in firing for alert in batch)
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, timeout=10)

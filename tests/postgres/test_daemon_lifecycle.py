@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.config import load_config
-from monitor.daemon import Daemon
-from tests.net import free_port, wait_until
+from tests.net import free_port, running_daemon, wait_until
 from tests.postgres.pg_server import MONITOR, Cluster
 
 
@@ -37,10 +35,8 @@ success_threshold = 2
 type = "file"
 path = "{alerts}"
 """)
-    daemon = Daemon(load_config(path))
-    task = asyncio.create_task(daemon.run(handle_signals=False))
-    try:
-        await wait_until(lambda: daemon.ready and "db" in daemon.last_runs, "the first run")
+    async with running_daemon(path) as daemon:
+        await wait_until(lambda: "db" in daemon.last_runs, "the first run")
         assert daemon.incidents.open_incidents == []
 
         await asyncio.to_thread(throwaway_cluster.stop)
@@ -54,6 +50,3 @@ path = "{alerts}"
         await wait_until(lambda: not daemon.incidents.open_incidents, "the resolution", limit=60)
         await wait_until(lambda: "INCIDENT RESOLVED" in alerts.read_text(), "the resolution message")
         assert MONITOR.password not in alerts.read_text()
-    finally:
-        daemon.request_stop()
-        await asyncio.wait_for(task, timeout=15)
