@@ -17,6 +17,8 @@ from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
+from monitor.context.api import add_context_routes
+from monitor.context.service import ContextService
 from monitor.incident_log import IncidentLog
 from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
@@ -109,10 +111,13 @@ class Daemon:
         self.dispatcher = Dispatcher(self._build_sinks(self.config), self.store, self.metrics, self.clock)
         self.dispatcher.resume()
         self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
+        self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
         self._publish(self.incidents.unannounced_pages())
         self.connectivity = self._connectivity_probe(self.config)
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
-        runner = web.AppRunner(build_app(self), access_log=None)
+        app = build_app(self)
+        add_context_routes(app, self)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
@@ -166,6 +171,7 @@ class Daemon:
         kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
         self.dispatcher.replace_sinks(self._build_sinks(new, keep=kept))
         self.notifier.config = new
+        self.context.update_config(new)
         self.connectivity = self._connectivity_probe(new)
         self._publish(self.incidents.update_config(new))
         if new.server.listen != old.server.listen:
@@ -240,6 +246,7 @@ class Daemon:
     async def _tick_forever(self) -> None:
         while True:
             try:
+                self.context.apply_recorded_actions()
                 self._publish(self.incidents.tick())
                 self.notifier.flush()
                 self._refresh_due_sinks()
@@ -268,7 +275,7 @@ class Daemon:
 
     def _publish(self, events: list[IncidentEvent]) -> None:
         if events:
-            self.notifier.publish(events)
+            self.context.publish(events)
             self._refresh_incident_gauges()
 
     def _write_postmortem(self, event: IncidentEvent) -> None:
@@ -305,6 +312,7 @@ class Daemon:
         log.info("daemon.stopping")
         for check in await self.scheduler.stop():
             await check.aclose()
+        await self.context.close()
         await self.dispatcher.drain(self.config.monitor.shutdown_grace)
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()

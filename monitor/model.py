@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from monitor.context.model import IncidentContext
 from monitor.scrub import scrub, scrub_lines
 
 
@@ -114,6 +115,8 @@ class Incident(BaseModel):
     """Dependent checks whose failures were folded into this incident instead of paging."""
     suppressed_runs: int = 0
     postmortem_path: str | None = None
+    context: IncidentContext | None = None
+    """The diagnosis context gathered when it opened (`[context]`); None where nothing covers its check."""
 
     @property
     def key(self) -> str:

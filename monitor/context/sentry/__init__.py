@@ -1,0 +1,34 @@
+"""The Sentry provider: the most frequent unresolved issues of the last hour."""
+
+from datetime import datetime
+
+import aiohttp
+import structlog
+
+from monitor.context.config import SentryEntry
+from monitor.context.model import SentryContext
+from monitor.context.sentry.client import SentryClient
+from monitor.context.vendor import VendorError
+
+log = structlog.get_logger("monitor.context.sentry")
+
+
+class SentryProvider:
+    name = "Sentry"
+
+    def __init__(self, entry: SentryEntry, http: aiohttp.ClientSession, timeout: float) -> None:
+        self.client = SentryClient(entry, http, timeout)
+        self.steps: set[str] = set()
+
+    def empty(self) -> SentryContext:
+        return SentryContext()
+
+    async def gather(self, section: SentryContext, detected_at: datetime) -> None:
+        self.steps.add("issues")
+        try:
+            section.issues = await self.client.top_issues()
+        except VendorError as exc:
+            section.problems.append(str(exc))
+            log.warning("context.vendor_failed", vendor=self.name, step="issues", error=str(exc))
+        finally:
+            self.steps.discard("issues")
