@@ -15,10 +15,8 @@ import aiohttp
 
 from monitor.config import Config, load_config
 from monitor.context import actions
-from monitor.context.gather import vendor_secrets
 from monitor.context.journal import Journal
 from monitor.model import Incident
-from monitor.scrub import register_secret
 from monitor.store import SqliteStore
 
 AddCommand = Callable[..., argparse.ArgumentParser]
@@ -44,8 +42,6 @@ def run_action_command(args: argparse.Namespace) -> int:
         incident = store.get_incident(args.id)
     if incident is None:
         return _fail(f"no incident {args.id}")
-    for secret in vendor_secrets(config.settings.context):
-        register_secret(secret)
     try:
         return asyncio.run(_act(config, incident, args))
     except actions.ActionError as exc:

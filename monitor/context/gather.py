@@ -19,7 +19,6 @@ from monitor.context.sentry import SentryProvider
 from monitor.context.sentry.parse import mark_new_since
 from monitor.durations import format_duration
 from monitor.model import Incident
-from monitor.scrub import register_secret
 
 log = structlog.get_logger("monitor.context")
 
@@ -40,8 +39,6 @@ class ContextGatherer:
         self.section = section
         self._http = http
         self._clock = clock
-        for secret in vendor_secrets(section):
-            register_secret(secret)
 
     def covers(self, check: str) -> bool:
         return bool(self.section.railway_for(check) or self.section.sentry_for(check))
@@ -107,11 +104,3 @@ class ContextGatherer:
             mark_new_since(sentry.issues, finished(deploy))
         window = timedelta(seconds=self.section.suspect_window)
         context.suspect_deploy = context.detected_at - finished(deploy) <= window
-
-
-def vendor_secrets(section: ContextSection) -> list[str]:
-    """Every token the context tables read from the environment, for the scrubber."""
-    found = [entry.token_env for entry in section.sentry.values()]
-    found += [entry.token_env or entry.project_token_env for entry in section.railway.values()]
-    found.append(section.webhook_secret_env)
-    return [secret.value() for secret in found if secret is not None]
