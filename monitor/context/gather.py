@@ -80,7 +80,7 @@ class ContextGatherer:
         for task, (provider, section) in tasks.items():
             problems = section.problems
             if not task.done():
-                steps = sorted(provider.steps) or [""]
+                steps = sorted(provider.steps) or [""]  # "" is the provider's main step
                 problems += [f"{step + ': ' if step else ''}no answer within {format_duration(timeout)}"
                              for step in steps]
                 log.warning("context.timed_out", vendor=provider.name, incident=incident.id, steps=steps)

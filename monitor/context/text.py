@@ -19,10 +19,10 @@ def clean(text: object, limit: int = LINE_CHARS) -> str:
 
 
 def relative(moment: datetime, detected_at: datetime) -> str:
+    """`4m before detection`: to the minute past the first minute, which is all a page needs."""
     seconds = (detected_at - moment).total_seconds()
-    if seconds >= 0:
-        return f"{format_duration(seconds)} before detection"
-    return f"{format_duration(-seconds)} after detection"
+    shown = abs(seconds) if abs(seconds) < 60 else round(abs(seconds) / 60) * 60
+    return f"{format_duration(shown)} {'before' if seconds >= 0 else 'after'} detection"
 
 
 def parse_time(value: object) -> datetime | None:

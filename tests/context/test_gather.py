@@ -147,7 +147,7 @@ async def test_a_slow_vendor_is_cut_off_at_the_timeout_and_the_rest_is_kept(
     assert context is not None and context.railway is not None and context.sentry is not None
     assert context.railway.last_deploy is not None and context.railway.last_deploy.id == "d-3"
     assert context.railway.problems == ["deployment logs: no answer within 5s"]
-    assert context.sentry.problems == ["issues: no answer within 5s"]
+    assert context.sentry.problems == ["no answer within 5s"]
 
 
 async def test_checks_no_entry_covers_get_no_context(

@@ -20,6 +20,8 @@ log = structlog.get_logger("monitor.context.railway")
 
 LOG_LOOKBACK = timedelta(minutes=15)
 T = TypeVar("T")
+MAIN_STEP = ""
+"""The deployments query: its failure is the provider's, said without a step name."""
 
 
 class RailwayProvider:
@@ -41,7 +43,7 @@ class RailwayProvider:
         await asyncio.gather(*steps)
 
     async def _deployments(self, section: RailwayContext, detected_at: datetime) -> None:
-        deployments = await self._step(section, "deployments", self.client.deployments())
+        deployments = await self._step(section, MAIN_STEP, self.client.deployments())
         if deployments is None:
             return
         section.deployments = deployments[:5]
@@ -63,9 +65,9 @@ class RailwayProvider:
         try:
             return await call
         except VendorError as exc:
-            problem = str(exc) if name == "deployments" else f"{name}: {exc}"
-            section.problems.append(problem)
-            log.warning("context.vendor_failed", vendor=self.name, service=self.service, step=name, error=str(exc))
+            section.problems.append(f"{name}: {exc}" if name else str(exc))
+            log.warning("context.vendor_failed", vendor=self.name, service=self.service, step=name or "deployments",
+                        error=str(exc))
             return None
         finally:
             self.steps.discard(name)

@@ -19,16 +19,14 @@ class SentryProvider:
     def __init__(self, entry: SentryEntry, http: aiohttp.ClientSession, timeout: float) -> None:
         self.client = SentryClient(entry, http, timeout)
         self.steps: set[str] = set()
+        """Always empty: Sentry's one step needs no name when it times out."""
 
     def empty(self) -> SentryContext:
         return SentryContext()
 
     async def gather(self, section: SentryContext, detected_at: datetime) -> None:
-        self.steps.add("issues")
         try:
             section.issues = await self.client.top_issues()
         except VendorError as exc:
             section.problems.append(str(exc))
-            log.warning("context.vendor_failed", vendor=self.name, step="issues", error=str(exc))
-        finally:
-            self.steps.discard("issues")
+            log.warning("context.vendor_failed", vendor=self.name, error=str(exc))
