@@ -5,3 +5,6 @@ and Phase 4's remediation (restart, redeploy, rollback) one command away.
 
 One folder per provider (`railway/`, `sentry/`), each with its I/O client in `client.py`
 and the pure parsing and judging in `parse.py`, after Gatus's alerting providers."""
+
+ACTIONS = ("restart", "redeploy", "rollback")
+"""The remediation actions, by Railway mutation: deploymentRestart, deploymentRedeploy, deploymentRollback."""

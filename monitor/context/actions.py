@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from monitor.context import ACTIONS
 from monitor.context.config import ContextSection
 from monitor.context.model import Deployment
 from monitor.context.railway import parse
@@ -13,7 +14,6 @@ from monitor.context.railway.client import RailwayClient
 from monitor.context.vendor import VendorError
 from monitor.model import Incident
 
-ACTIONS = ("restart", "redeploy", "rollback")
 ACTION_TIMEOUT = 30.0
 
 

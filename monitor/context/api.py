@@ -11,7 +11,8 @@ from typing import Protocol
 from aiohttp import web
 
 from monitor.clock import Clock
-from monitor.context.actions import ACTIONS, ActionError
+from monitor.context import ACTIONS
+from monitor.context.actions import ActionError
 from monitor.context.changes import parse_railway_webhook
 from monitor.context.service import ContextService
 from monitor.durations import parse_duration
