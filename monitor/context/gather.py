@@ -64,34 +64,25 @@ class ContextGatherer:
         self._combine(context)
         return context
 
-    async def _run_within(
-        self, jobs: list[Job], incident: Incident, timeout: float
-    ) -> None:
+    async def _run_within(self, jobs: list[Job], incident: Incident, timeout: float) -> None:
         tasks = {
             asyncio.create_task(provider.gather(section, incident.opened_at)): (provider, section)
             for provider, section in jobs
         }
         deadline = asyncio.create_task(self._clock.sleep_until(self._clock.monotonic() + timeout))
-        waiting = set(tasks)
-        while waiting and not deadline.done():
-            done, _ = await asyncio.wait({*waiting, deadline}, return_when=asyncio.FIRST_COMPLETED)
-            waiting -= done
-        deadline.cancel()
-        for task, (provider, section) in tasks.items():
-            problems = section.problems
-            if not task.done():
-                steps = sorted(provider.steps) or [""]  # "" is the provider's main step
-                problems += [f"{step + ': ' if step else ''}no answer within {format_duration(timeout)}"
-                             for step in steps]
-                log.warning("context.timed_out", vendor=provider.name, incident=incident.id, steps=steps)
+        try:
+            waiting = set(tasks)
+            while waiting and not deadline.done():
+                done, _ = await asyncio.wait({*waiting, deadline}, return_when=asyncio.FIRST_COMPLETED)
+                waiting -= done
+            for task, (provider, section) in tasks.items():
+                section.problems += _failures(task, provider, incident, timeout)
+        finally:
+            for task in (*tasks, deadline):
                 task.cancel()
-            elif task.exception() is not None:
-                problems.append("failed (see the monitor's log)")
-                log.error("context.provider_failed", vendor=provider.name, incident=incident.id,
-                          error=repr(task.exception()))
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _combine(self, context: IncidentContext) -> None:
         """What needs both providers: Sentry issues new since the last deploy, a suspect deploy."""
@@ -104,3 +95,15 @@ class ContextGatherer:
             mark_new_since(sentry.issues, finished(deploy))
         window = timedelta(seconds=self.section.suspect_window)
         context.suspect_deploy = context.detected_at - finished(deploy) <= window
+
+
+def _failures(task: "asyncio.Task[None]", provider: Provider, incident: Incident, timeout: float) -> list[str]:
+    """What to say of a provider that did not finish in time, or failed on a bug of ours."""
+    if not task.done():
+        steps = sorted(provider.steps) or [""]  # "" is the provider's main step
+        log.warning("context.timed_out", vendor=provider.name, incident=incident.id, steps=steps)
+        return [f"{step + ': ' if step else ''}no answer within {format_duration(timeout)}" for step in steps]
+    if task.exception() is not None:
+        log.error("context.provider_failed", vendor=provider.name, incident=incident.id, error=repr(task.exception()))
+        return ["failed (see the monitor's log)"]
+    return []

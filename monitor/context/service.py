@@ -17,7 +17,7 @@ import structlog
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.context import actions
-from monitor.context.changes import Change
+from monitor.context.changes import STARTING_STATUSES, Change
 from monitor.context.config import ContextSection
 from monitor.context.gather import ContextGatherer
 from monitor.context.journal import Journal
@@ -112,14 +112,17 @@ class ContextService:
 
     def record_change(self, change: Change) -> list[int]:
         """Keep a change; note it on the open incidents of its service. The incident ids noted."""
-        started = self.journal.record_change(change)
+        first_seen = self.journal.record_change(change)
+        if first_seen and change.status in STARTING_STATUSES:
+            text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
+        else:
+            text = change.describe()
         noted = []
         for incident in self._incidents.open_incidents:
             entry = self.section.railway_for(incident.check)
             if entry is None or entry[1].service_id != change.service_id or change.at < incident.opened_at:
                 continue
-            text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
-            self._incidents.annotate(incident.id, "change", text if started else change.describe(), at=change.at)
+            self._incidents.annotate(incident.id, "change", text, at=change.at)
             noted.append(incident.id)
         return noted
 
