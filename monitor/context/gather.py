@@ -14,8 +14,10 @@ from monitor.clock import Clock
 from monitor.context.config import ContextSection
 from monitor.context.model import IncidentContext, RailwayContext, SentryContext
 from monitor.context.railway import RailwayProvider
+from monitor.context.railway.client import RailwayClient
 from monitor.context.railway.parse import finished
 from monitor.context.sentry import SentryProvider
+from monitor.context.sentry.client import SentryClient
 from monitor.context.sentry.parse import mark_new_since
 from monitor.durations import format_duration
 from monitor.model import Incident
@@ -37,8 +39,11 @@ Job = tuple[Provider, RailwayContext | SentryContext]
 class ContextGatherer:
     def __init__(self, section: ContextSection, http: aiohttp.ClientSession, clock: Clock) -> None:
         self.section = section
-        self._http = http
         self._clock = clock
+        timeout = section.timeout
+        self._railway = {name: RailwayClient(entry, http, timeout) for name, entry in section.railway.items()}
+        self._sentry = {name: SentryClient(entry, http, timeout) for name, entry in section.sentry.items()}
+        """One client per entry, kept across incidents (Sentry's project id is looked up once)."""
 
     def covers(self, check: str) -> bool:
         return bool(self.section.railway_for(check) or self.section.sentry_for(check))
@@ -52,12 +57,12 @@ class ContextGatherer:
         jobs: list[Job] = []
         railway = self.section.railway_for(incident.check)
         if railway is not None:
-            provider = RailwayProvider(railway[0], railway[1], self._http, timeout)
+            provider = RailwayProvider(railway[0], self._railway[railway[0]])
             context.railway = provider.empty()
             jobs.append((provider, context.railway))
         sentry = self.section.sentry_for(incident.check)
         if sentry is not None:
-            sentry_provider = SentryProvider(sentry[1], self._http, timeout)
+            sentry_provider = SentryProvider(self._sentry[sentry[0]])
             context.sentry = sentry_provider.empty()
             jobs.append((sentry_provider, context.sentry))
         await self._run_within(jobs, incident, timeout)

@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from alerting.base import NotificationKind
+from alerting.pagerduty import event_payload
 from monitor.context.config import ContextSection
 from monitor.context.gather import ContextGatherer
 from monitor.context.model import IncidentContext
@@ -155,6 +156,16 @@ async def test_checks_no_entry_covers_get_no_context(
 ) -> None:
     only_railway = section.model_copy(update={"sentry": {}})
     assert await gather(only_railway, http_session, fake_clock, make_incident(check="db")) is None
+
+
+def test_pagerduty_carries_the_diagnosis_in_its_custom_details() -> None:
+    context = IncidentContext.model_validate({
+        "detected_at": "2026-11-26T19:00:00Z",
+        "sentry": {"issues": [{"short_id": "WEB-1", "title": "boom", "count": 3, "users": 1}]},
+    })
+    details = event_payload(make_incident(context=context), "shop").custom_details
+    assert details.diagnosis == ["Sentry, unresolved in the last hour:", '  WEB-1 "boom": 3 events, 1 users']
+    assert event_payload(make_incident(), "shop").custom_details.diagnosis is None
 
 
 def test_only_the_initial_alert_and_the_first_status_update_carry_the_context() -> None:

@@ -192,6 +192,14 @@ async def test_top_issues_come_from_the_organization_endpoint(vendor: VendorMock
     assert calls[0].kwargs["headers"] == {"Authorization": f"Bearer {SENTRY_TOKEN}"}
 
 
+async def test_the_project_slug_is_looked_up_once(vendor: VendorMock, sentry: SentryClient) -> None:
+    vendor.get(SENTRY_PROJECT, payload={"id": "42", "slug": "web"})
+    vendor.get(SENTRY_ISSUES, payload=[], repeat=True)
+    await sentry.top_issues()
+    await sentry.top_issues()
+    assert len(vendor.sent(SENTRY_PROJECT)) == 1
+
+
 async def test_a_numeric_project_id_needs_no_lookup(
     vendor: VendorMock, monkeypatch: pytest.MonkeyPatch, http_session: aiohttp.ClientSession
 ) -> None:

@@ -7,10 +7,8 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import TypeVar
 
-import aiohttp
 import structlog
 
-from monitor.context.config import RailwayEntry
 from monitor.context.model import RailwayContext
 from monitor.context.railway import parse
 from monitor.context.railway.client import RailwayClient
@@ -27,9 +25,9 @@ MAIN_STEP = ""
 class RailwayProvider:
     name = "Railway"
 
-    def __init__(self, service: str, entry: RailwayEntry, http: aiohttp.ClientSession, timeout: float) -> None:
+    def __init__(self, service: str, client: RailwayClient) -> None:
         self.service = service
-        self.client = RailwayClient(entry, http, timeout)
+        self.client = client
         self.steps: set[str] = set()
         """The steps still running, named in the context when the timeout cuts them off."""
 

@@ -2,10 +2,8 @@
 
 from datetime import datetime
 
-import aiohttp
 import structlog
 
-from monitor.context.config import SentryEntry
 from monitor.context.model import SentryContext
 from monitor.context.sentry.client import SentryClient
 from monitor.context.vendor import VendorError
@@ -16,8 +14,8 @@ log = structlog.get_logger("monitor.context.sentry")
 class SentryProvider:
     name = "Sentry"
 
-    def __init__(self, entry: SentryEntry, http: aiohttp.ClientSession, timeout: float) -> None:
-        self.client = SentryClient(entry, http, timeout)
+    def __init__(self, client: SentryClient) -> None:
+        self.client = client
         self.steps: set[str] = set()
         """Always empty: Sentry's one step needs no name when it times out."""
 

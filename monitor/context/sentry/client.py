@@ -13,17 +13,19 @@ class SentryClient:
         self.entry = entry
         self._http = http
         self._timeout = timeout
+        self._project_id = entry.project_id
+        """The numeric id, looked up once from the slug."""
 
     @property
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.entry.token_env.value()}"}
 
     async def project_id(self) -> int:
-        if self.entry.project_id is not None:
-            return self.entry.project_id
-        url = f"{self.entry.api_url}projects/{self.entry.organization}/{self.entry.project}/"
-        payload = await request_json(self._http, "GET", url, headers=self._headers, timeout=self._timeout)
-        return parse.parse_project_id(payload)
+        if self._project_id is None:
+            url = f"{self.entry.api_url}projects/{self.entry.organization}/{self.entry.project}/"
+            payload = await request_json(self._http, "GET", url, headers=self._headers, timeout=self._timeout)
+            self._project_id = parse.parse_project_id(payload)
+        return self._project_id
 
     async def top_issues(self) -> list[SentryIssue]:
         """Unresolved issues seen in the last hour, most frequent first."""
