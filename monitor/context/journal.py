@@ -4,7 +4,7 @@ one writer of incidents) to put it on the timeline and in incidents.log."""
 
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.context.changes import Change
@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS remediation_actions (
     applied INTEGER NOT NULL DEFAULT 0
 );
 """
+CHANGES_KEPT = timedelta(days=30)
 _CHANGE_COLUMNS = (
     "at, service_id, deployment_id, event, status, service_name, commit_hash, commit_message, author, branch"
 )
@@ -53,7 +54,9 @@ class Journal:
         self._db.executescript(_SCHEMA)
 
     def record_change(self, change: Change) -> bool:
-        """Keep a change; True when its deployment was not seen before (it just started)."""
+        """Keep a change (and forget those older than CHANGES_KEPT); True when its deployment
+        was not seen before."""
+        self._db.execute("DELETE FROM changes WHERE at < ?", (_stamp(change.at - CHANGES_KEPT),))
         seen = self._db.execute(
             "SELECT 1 FROM changes WHERE deployment_id = ? LIMIT 1", (change.deployment_id,)
         ).fetchone()
