@@ -19,6 +19,8 @@ from monitor.store import SqliteStore
 
 
 def run_action_command(args: argparse.Namespace) -> int:
+    if not args.yes and not sys.stdin.isatty():
+        return _fail("not on a terminal: add --yes to run the action without confirmation")
     config = load_config(args.config)
     with SqliteStore(config.monitor.state_path) as store:
         incident = store.get_incident(args.id)
@@ -46,8 +48,6 @@ async def _act(config: Config, incident: Incident, args: argparse.Namespace) -> 
 
 
 def _confirmed(chosen: actions.Plan, incident: Incident) -> bool:
-    if not sys.stdin.isatty():
-        raise actions.ActionError("not on a terminal: add --yes to run the action without confirmation")
     answer = input(f"Run {chosen.describe()} for incident #{incident.id} ({incident.key}) on Railway? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from monitor.cli import main
 from monitor.context.actions import ActionError, choose
@@ -58,9 +59,37 @@ api_url = "http://127.0.0.1:9/graphql/v2"
         incident = store.create_incident(Incident(check="api", code="down", severity="P1", opened_at=START,
                                                   summary="down", impact="down"))
     assert main(["action", str(incident.id), "restart", "--config", str(config)]) == 1
+    assert capsys.readouterr().err == "error: not on a terminal: add --yes to run the action without confirmation\n"
+    assert main(["action", str(incident.id), "restart", "--yes", "--config", str(config)]) == 1
     assert capsys.readouterr().err == "error: Railway: unreachable (ClientConnectorError)\n"
-    assert main(["action", "99", "restart", "--config", str(config)]) == 1
+    assert main(["action", "99", "restart", "--yes", "--config", str(config)]) == 1
     assert capsys.readouterr().err == "error: no incident 99\n"
+
+
+def test_on_a_terminal_the_cli_asks_first_and_no_means_nothing_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], clean_env: None
+) -> None:
+    monkeypatch.setenv("RAILWAY_TOKEN", RAILWAY_TOKEN)
+    config = write_config(tmp_path, http_check("api"), extra="""
+[context.railway]
+token_env = "RAILWAY_TOKEN"
+project_id = "p"
+environment_id = "e"
+service_id = "s"
+""")
+    with SqliteStore(tmp_path / "state.db") as store:
+        incident = store.create_incident(Incident(check="api", code="down", severity="P1", opened_at=START,
+                                                  summary="down", impact="down"))
+    asked: list[str] = []
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
+    with VendorMock() as vendor:
+        vendor.post("https://backboard.railway.com/graphql/v2", payload=deployments_answer())
+        assert main(["action", str(incident.id), "rollback", "--config", str(config)]) == 1
+        (call,) = vendor.requests[("POST", URL("https://backboard.railway.com/graphql/v2"))]
+    assert "deploymentRollback" not in call.kwargs["json"]["query"], "only the deployments were read"
+    assert asked == ['Run rollback to d-1 (0ld1111 "add invoices") for incident #1 (api/down) on Railway? [y/N] ']
+    assert capsys.readouterr().out == "nothing done\n"
 
 
 def test_a_railway_deployment_webhook_becomes_one_change() -> None:
