@@ -12,7 +12,7 @@ from yarl import URL
 
 from monitor.cli import main
 from monitor.context.actions import ActionError, choose
-from monitor.context.changes import parse_railway_webhook
+from monitor.context.changes import Change, parse_railway_webhook
 from monitor.context.railway.parse import parse_deployments
 from monitor.context.service import ContextService
 from monitor.model import Incident
@@ -21,6 +21,7 @@ from tests.context.helpers import RAILWAY_TOKEN, deployment, deployments_answer
 from tests.fakes import START, FakeClock
 from tests.incident_harness import DOWN, UP, Harness, http_check, write_config
 from tests.integrations.helpers import VendorMock
+from tests.net import wait_until
 
 DEPLOYMENTS = parse_deployments(deployments_answer()["data"])
 
@@ -135,5 +136,34 @@ async def test_events_of_an_incident_wait_behind_its_page_while_context_is_gathe
     assert received[0].notification.incident.context is not None, "the page carries what was gathered"
     (incident,) = harness.store.recent_incidents()
     assert [e.kind for e in incident.timeline].count("context") == 1
+    await hold.close()
+    await harness.close()
+
+
+async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, http_session: aiohttp.ClientSession
+) -> None:
+    monkeypatch.setenv("RAILWAY_TOKEN", RAILWAY_TOKEN)
+    railway = ('[context.railway]\ntoken_env = "RAILWAY_TOKEN"\nproject_id = "p"\nenvironment_id = "e"\n'
+               'service_id = "s-web"\nstatus_url = ""\n')
+    check = http_check("api", failure_threshold="1")
+    harness = Harness(write_config(tmp_path, check, extra=railway, sinks=("oncall",)), fake_clock)
+    hold = ContextService(harness.config, harness.manager, http_session, fake_clock, harness.notifier.publish)
+    for minutes, deployment_id, service in ((90, "d-0", "s-web"), (10, "d-3", "s-web"), (5, "w-1", "s-worker")):
+        hold.record_change(Change(at=START - timedelta(minutes=minutes), service_id=service,
+                                  deployment_id=deployment_id, event="Deployment.deployed", status="SUCCESS",
+                                  commit_hash=f"{deployment_id}-commit"))
+    with VendorMock() as vendor:
+        vendor.post("https://backboard.railway.com/graphql/v2", payload=deployments_answer())
+        vendor.post("https://backboard.railway.com/graphql/v2", payload={"data": {"deploymentLogs": []}})
+        hold.publish(harness.manager.observe("api", [DOWN]))
+        await wait_until(lambda: harness.sinks["oncall"].received, "the page")
+    (incident,) = harness.store.open_incidents()
+    assert [(event.at, event.kind, event.text) for event in incident.timeline][:3] == [
+        (START - timedelta(minutes=10), "change", "deploy d-3-com SUCCESS"),
+        (START, "first_failure", "first failing run: GET http://127.0.0.1/health failed: HTTP 503"),
+        (START, "opened", "incident opened at P1"),
+    ]
+    assert [event.kind for event in incident.timeline].count("change") == 1, "not the other service's, nor older"
     await hold.close()
     await harness.close()
