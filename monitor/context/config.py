@@ -72,20 +72,16 @@ class SentryEntry(_Entry):
 EntryT = TypeVar("EntryT", bound="_Entry")
 
 
-def _named_entries(fields: set[str]) -> Any:
-    """A before-validator turning the single-entry form into {"default": entry}."""
-
-    def normalise(value: Any) -> Any:
-        if not isinstance(value, dict) or not value:
-            return value
-        tables = [key for key, item in value.items() if isinstance(item, dict)]
-        if not tables:
-            return {SINGLE_ENTRY: value}
-        if len(tables) != len(value) or set(tables) & fields:
-            raise ValueError("give either one entry's keys or [NAME] sub-tables, not both")
+def _named_entries(value: Any) -> Any:
+    """The single-entry form (a table of keys) as {"default": entry}; named sub-tables as they are."""
+    if not isinstance(value, dict) or not value:
         return value
-
-    return normalise
+    tables = [key for key, item in value.items() if isinstance(item, dict)]
+    if not tables:
+        return {SINGLE_ENTRY: value}
+    if len(tables) != len(value):
+        raise ValueError("give either one entry's keys or [NAME] sub-tables, not both")
+    return value
 
 
 class ContextSection(BaseModel):
@@ -101,24 +97,16 @@ class ContextSection(BaseModel):
     railway: dict[str, RailwayEntry] = Field(default_factory=dict)
     sentry: dict[str, SentryEntry] = Field(default_factory=dict)
 
-    @field_validator("railway", mode="before")
+    @field_validator("railway", "sentry", mode="before")
     @classmethod
-    def _railway_entries(cls, value: Any) -> Any:
-        return _named_entries(set(RailwayEntry.model_fields))(value)
-
-    @field_validator("sentry", mode="before")
-    @classmethod
-    def _sentry_entries(cls, value: Any) -> Any:
-        return _named_entries(set(SentryEntry.model_fields))(value)
+    def _entries(cls, value: Any) -> Any:
+        return _named_entries(value)
 
     def railway_for(self, check: str) -> tuple[str, RailwayEntry] | None:
         return _entry_for(self.railway, check)
 
     def sentry_for(self, check: str) -> tuple[str, SentryEntry] | None:
         return _entry_for(self.sentry, check)
-
-    def checks_of_service(self, service_id: str) -> list[tuple[str, RailwayEntry]]:
-        return [(name, entry) for name, entry in self.railway.items() if entry.service_id == service_id]
 
 
 def _entry_for(entries: dict[str, EntryT], check: str) -> tuple[str, EntryT] | None:
