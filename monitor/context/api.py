@@ -5,6 +5,7 @@ the `X-Webhook-Secret` header), `GET /api/changes`, and
 
 import hmac
 import json
+import sqlite3
 from datetime import timedelta
 from typing import Protocol
 
@@ -42,7 +43,10 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
             change = parse_railway_webhook(await request.json(), daemon.clock.now())
         except ValueError as exc:
             return _error(400, f"not a Railway deployment webhook: {exc}")
-        noted = daemon.context.record_change(change)
+        try:
+            noted = daemon.context.record_change(change)
+        except sqlite3.Error as exc:
+            return _error(503, f"the change could not be recorded: {exc}")
         return web.json_response({"recorded": change.as_json(), "noted_on_incidents": noted})
 
     @routes.get("/api/changes")

@@ -7,6 +7,7 @@ Change events and remediation outcomes reach timelines through the incident mana
 daemon stays the one writer of incidents."""
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -138,10 +139,14 @@ class ContextService:
         return succeeded, text
 
     def apply_recorded_actions(self) -> None:
-        """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log."""
-        for record in self.journal.unapplied_actions():
-            self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
-            self.journal.mark_action_applied(record.seq)
+        """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
+        A state file that cannot be read now is tried again at the next tick, and holds up nothing else."""
+        try:
+            for record in self.journal.unapplied_actions():
+                self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
+                self.journal.mark_action_applied(record.seq)
+        except sqlite3.Error as exc:
+            log.warning("context.actions_not_applied", error=str(exc))
 
     async def close(self) -> None:
         """Cut short the gathering still under way: its pages go out without waiting further."""

@@ -167,3 +167,13 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
     assert [event.kind for event in incident.timeline].count("change") == 1, "not the other service's, nor older"
     await hold.close()
     await harness.close()
+
+
+async def test_a_state_file_that_cannot_be_read_holds_up_no_tick(
+    tmp_path: Path, fake_clock: FakeClock, http_session: aiohttp.ClientSession
+) -> None:
+    harness = Harness(write_config(tmp_path, http_check("api"), sinks=("oncall",)), fake_clock)
+    service = ContextService(harness.config, harness.manager, http_session, fake_clock, harness.notifier.publish)
+    service.journal.close()
+    service.apply_recorded_actions()  # logged, not raised: the daemon's tick goes on to escalations
+    await harness.close()
