@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 
 from alerting.base import Notification, NotificationKind
+from monitor.context.render import notification_lines
 from monitor.durations import format_duration
 from monitor.incident_log import utc_stamp
 from monitor.model import Incident, Severity
@@ -62,6 +63,7 @@ def render(notification: Notification) -> RenderedMessage:
         monitor=notification.monitor,
         previous_severity=notification.previous_severity,
         actions=runbook_actions(incident.runbook),
+        diagnosis=notification_lines(notification),
         next_update=format_duration(notification.next_update_seconds),
         next_update_at=now + timedelta(seconds=notification.next_update_seconds),
         since_page=format_duration((now - paged_at).total_seconds()),

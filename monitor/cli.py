@@ -20,6 +20,8 @@ from checks.base import CheckContext
 from monitor import __version__, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, ConfigError, load_config
+from monitor.context.cli import ACTION_HELP, add_action_arguments
+from monitor.context.command import run_action_command
 from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
 from monitor.incident_log import IncidentLog
@@ -91,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("id", type=int, help="incident id")
     ack.add_argument("--by", default=getpass.getuser(), help="who takes it (default: your user name)")
     ack.add_argument("--note", default="", help="what you are doing about it")
+
+    add_action_arguments(command("action", run_action_command, ACTION_HELP))
 
     postmortem = command("postmortem", _postmortem, "Print (or write) the post-mortem draft of an incident.")
     postmortem.add_argument("id", type=int, help="incident id")

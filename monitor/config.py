@@ -24,6 +24,7 @@ from alerting.base import SinkConfig
 from alerting.messages import template_problems
 from checks.base import CheckConfig
 from monitor import registry
+from monitor.context.config import ContextSection, context_problems
 from monitor.durations import Duration
 from monitor.model import Severity
 from monitor.secrets import SecretEnv
@@ -180,6 +181,7 @@ class Settings(BaseSettings):
     severity: dict[Severity, SeverityPolicy] = Field(default_factory=dict)
     escalation: list[EscalationLevel] = Field(default_factory=list)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
+    context: ContextSection = ContextSection()
     checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -289,6 +291,7 @@ def _cross_reference_problems(settings: Settings, checks: dict[str, CheckConfig]
         for dependency in check.depends_on:
             if dependency == name or dependency not in settings.checks:
                 problems.append(f"checks.{name}.depends_on: no other check named {dependency!r}")
+    problems += context_problems(settings.context, set(settings.checks))
     if settings.alerting.templates_dir is not None:
         problems += template_problems(settings.alerting.templates_dir)
     monitor = settings.monitor

@@ -17,15 +17,17 @@ from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
+from monitor.context.api import add_context_routes
+from monitor.context.service import ContextService
 from monitor.incident_log import IncidentLog
 from monitor.incidents import IncidentEvent, IncidentManager
-from monitor.logs import secret_masker
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity, Status
 from monitor.notifier import Notifier
 from monitor.postmortem import write_draft
 from monitor.runner import RunResult
 from monitor.scheduler import Scheduler
+from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
@@ -37,15 +39,15 @@ TICK_SECONDS = 1.0
 CONNECTIVITY_CODE = "connectivity"
 
 
-def config_secrets(config: Config) -> list[str]:
-    """Every secret value the config read from the environment, for the log masker."""
-    found: list[str] = []
+def register_secrets(config: Config) -> None:
+    """Hand every secret value of the config to the scrubber (an `*_env` value registers itself
+    when it is read; a secret written in the file, such as a dsn, does not)."""
 
     def collect(value: Any) -> None:
         if isinstance(value, EnvSecret):
-            found.append(value.value())
+            register_secret(value.value())
         elif isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
+            register_secret(value.get_secret_value())
         elif isinstance(value, dict):
             for item in value.values():
                 collect(item)
@@ -55,7 +57,6 @@ def config_secrets(config: Config) -> list[str]:
 
     for model in (config.settings.server, *config.checks.values(), *config.sinks.values()):
         collect(model)
-    return found
 
 
 def http_session(concurrency: int) -> aiohttp.ClientSession:
@@ -81,7 +82,7 @@ class Daemon:
         self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
         """Each check's latest result, for the status page."""
-        secret_masker.remember(config_secrets(config))
+        register_secrets(config)
 
     # The server reads these.
     store: StateStore
@@ -110,10 +111,13 @@ class Daemon:
         self.dispatcher = Dispatcher(self._build_sinks(self.config), self.store, self.metrics, self.clock)
         self.dispatcher.resume()
         self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
+        self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
         self._publish(self.incidents.unannounced_pages())
         self.connectivity = self._connectivity_probe(self.config)
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
-        runner = web.AppRunner(build_app(self), access_log=None)
+        app = build_app(self)
+        add_context_routes(app, self)
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
@@ -152,7 +156,7 @@ class Daemon:
             log.error("config.reload_rejected", problems=exc.problems, keeping="the running configuration")
             return
         old = self.config
-        secret_masker.remember(config_secrets(new))
+        register_secrets(new)
         use_templates_dir(new.settings.alerting.templates_dir)
         for name in old.checks:
             if new.checks.get(name) != old.checks[name]:
@@ -167,6 +171,7 @@ class Daemon:
         kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
         self.dispatcher.replace_sinks(self._build_sinks(new, keep=kept))
         self.notifier.config = new
+        self.context.update_config(new)
         self.connectivity = self._connectivity_probe(new)
         self._publish(self.incidents.update_config(new))
         if new.server.listen != old.server.listen:
@@ -241,6 +246,7 @@ class Daemon:
     async def _tick_forever(self) -> None:
         while True:
             try:
+                self.context.apply_recorded_actions()
                 self._publish(self.incidents.tick())
                 self.notifier.flush()
                 self._refresh_due_sinks()
@@ -269,7 +275,7 @@ class Daemon:
 
     def _publish(self, events: list[IncidentEvent]) -> None:
         if events:
-            self.notifier.publish(events)
+            self.context.publish(events)
             self._refresh_incident_gauges()
 
     def _write_postmortem(self, event: IncidentEvent) -> None:
@@ -306,6 +312,7 @@ class Daemon:
         log.info("daemon.stopping")
         for check in await self.scheduler.stop():
             await check.aclose()
+        await self.context.close()
         await self.dispatcher.drain(self.config.monitor.shutdown_grace)
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()

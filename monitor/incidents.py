@@ -21,10 +21,11 @@ from enum import StrEnum
 from checks.base import CheckConfig
 from monitor.clock import Clock
 from monitor.config import Config, EscalationLevel
+from monitor.context.model import IncidentContext
 from monitor.durations import format_duration
 from monitor.flapping import FlapChange, FlapDetector
 from monitor.incident_log import IncidentLog
-from monitor.model import Finding, Incident, Severity, Status
+from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
 from monitor.runbooks import default_runbook
 from monitor.store import Silence, StateStore
 
@@ -439,6 +440,37 @@ class IncidentManager:
             events += self.acknowledge(request.incident_id, request.by, request.note)[1]
             self._store.mark_acknowledgement_applied(request.seq)
         return events
+
+    # Diagnosis context and notes from outside the check flow (monitor/context)
+
+    def attach_context(
+        self, incident_id: int, context: IncidentContext, text: str, earlier: list[TimelineEvent]
+    ) -> Incident | None:
+        """Store an incident's context once, with one timeline entry, and the `earlier` events
+        (changes before it opened) in time order; None when unknown or already attached."""
+        incident = self._find(incident_id)
+        if incident is None or incident.context is not None:
+            return None
+        incident.context = context
+        incident.timeline = sorted([*incident.timeline, *earlier], key=lambda event: event.at)
+        incident.record(self._clock.now(), "context", text)
+        self._store.save_incident(incident)
+        return incident
+
+    def annotate(self, incident_id: int, kind: str, text: str, at: datetime | None = None) -> Incident | None:
+        """A timeline entry and an incidents.log line (`Incident <kind> - ...`) from outside the check flow."""
+        incident = self._find(incident_id)
+        if incident is None:
+            return None
+        moment = at or self._clock.now()
+        incident.record(moment, kind, text)
+        self._log.write(moment, kind, incident, text)
+        self._store.save_incident(incident)
+        return incident
+
+    def _find(self, incident_id: int) -> Incident | None:
+        live = next((i for i in self._open.values() if i.id == incident_id), None)
+        return live or self._store.get_incident(incident_id)
 
     def _event(
         self,

@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 import structlog
 
+from monitor.context.render import incident_lines
 from monitor.durations import format_duration
 from monitor.incident_log import utc_stamp
 from monitor.model import Incident
@@ -38,6 +39,7 @@ def render_postmortem(incident: Incident, store: StateStore, monitor: str, now: 
         incident=incident,
         monitor=monitor,
         deliveries=store.deliveries_for(incident.id),
+        diagnosis=incident_lines(incident),
         duration=format_duration(incident.duration_seconds(now)),
         time_to_acknowledge=since_page(incident.acknowledged_at),
         time_to_resolve=since_page(incident.resolved_at),

@@ -11,6 +11,7 @@ from functools import cache
 import jinja2
 
 from checks.base import CheckConfig
+from monitor.context.render import incident_lines
 from monitor.durations import format_duration
 from monitor.model import Incident, Status
 from monitor.runner import RunResult
@@ -138,5 +139,5 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     environment.filters.update(duration=format_duration, utc=utc, status_label=status_label)
-    environment.globals.update(age=age, escalation=escalation)
+    environment.globals.update(age=age, escalation=escalation, diagnosis=incident_lines)
     return environment

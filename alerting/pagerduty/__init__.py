@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from alerting.base import Notification, NotificationKind, Sink, SinkConfig
 from alerting.http import Endpoint, post_json
+from monitor.context.render import incident_lines
 from monitor.model import Incident, Severity
 from monitor.runbooks import runbook_actions
 from monitor.secrets import SecretEnv
@@ -40,6 +41,8 @@ class CustomDetails(BaseModel):
     evidence: list[str]
     runbook: str | None
     runbook_actions: list[str]
+    diagnosis: list[str] | None = None
+    """The diagnosis context lines ([context]), as under the page's Diagnosis heading; left out when none."""
 
 
 class EventPayload(BaseModel):
@@ -87,6 +90,7 @@ def event_payload(incident: Incident, monitor: str) -> EventPayload:
             evidence=incident.evidence,
             runbook=incident.runbook,
             runbook_actions=runbook_actions(incident.runbook),
+            diagnosis=incident_lines(incident) or None,
         ),
     )
 
@@ -139,5 +143,5 @@ class PagerDutySink(Sink[PagerDutySinkConfig]):
         routing_key = self.config.routing_key_env.value()
         event = build_event(action, incident, monitor, routing_key)
         body = event.model_dump_json(by_alias=True, exclude_none=True).encode()
-        endpoint = Endpoint("PagerDuty", self.config.url, (routing_key,))
+        endpoint = Endpoint("PagerDuty", self.config.url)
         await post_json(self.context.http, endpoint, body, timeout=self.config.timeout, now=self.context.clock.now())

@@ -1,0 +1,156 @@
+"""The daemon's side of the context feature, between the incident manager and the notifier.
+
+The initial alert carries the context: an OPENED event of a covered check waits while its
+context is gathered, at most `[context] timeout` (the gatherer cuts slow vendors off), and
+the events of the same incident that follow it wait behind it, so their order holds.
+Change events and remediation outcomes reach timelines through the incident manager, so the
+daemon stays the one writer of incidents."""
+
+import asyncio
+import sqlite3
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
+
+import aiohttp
+import structlog
+
+from monitor.clock import Clock
+from monitor.config import Config
+from monitor.context import actions
+from monitor.context.changes import STARTING_STATUSES, Change
+from monitor.context.config import ContextSection
+from monitor.context.gather import ContextGatherer
+from monitor.context.journal import Journal
+from monitor.context.model import IncidentContext
+from monitor.context.render import timeline_text
+from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
+from monitor.model import Incident, TimelineEvent
+
+log = structlog.get_logger("monitor.context")
+
+CHANGES_BEFORE_OPEN = timedelta(hours=1)
+
+Publish = Callable[[list[IncidentEvent]], None]
+
+
+class ContextService:
+    def __init__(
+        self, config: Config, incidents: IncidentManager, http: aiohttp.ClientSession, clock: Clock, publish: Publish
+    ) -> None:
+        self._incidents = incidents
+        self._http = http
+        self._clock = clock
+        self._publish = publish
+        self._gatherer = ContextGatherer(config.settings.context, http, clock)
+        self.journal = Journal(config.monitor.state_path)
+        self._waiting: dict[int, list[IncidentEvent]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def section(self) -> ContextSection:
+        return self._gatherer.section
+
+    def update_config(self, config: Config) -> None:
+        self._gatherer = ContextGatherer(config.settings.context, self._http, self._clock)
+
+    # Pages
+
+    def publish(self, events: list[IncidentEvent]) -> None:
+        ready = []
+        for event in events:
+            incident = event.incident
+            if incident.id in self._waiting:
+                self._waiting[incident.id].append(event)
+            elif self._wants_context(event):
+                self._waiting[incident.id] = [event]
+                task = asyncio.create_task(self._gather_then_publish(incident), name=f"context:{incident.id}")
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                ready.append(event)
+        if ready:
+            self._publish(ready)
+
+    def _wants_context(self, event: IncidentEvent) -> bool:
+        incident = event.incident
+        return (
+            event.kind is IncidentEventKind.OPENED
+            and incident.context is None
+            and self._gatherer.covers(incident.check)
+        )
+
+    async def _gather_then_publish(self, incident: Incident) -> None:
+        context: IncidentContext | None = None
+        try:
+            context = await self._gatherer.gather(incident)
+            if context is not None:
+                self._attach(incident, context)
+        except Exception:  # a bug here must not cost the page
+            log.exception("context.gather_failed", incident=incident.id)
+        finally:
+            events = self._waiting.pop(incident.id, [])
+            if context is not None:
+                events = [replace(e, incident=e.incident.model_copy(update={"context": context})) for e in events]
+            if events:
+                self._publish(events)
+
+    def _attach(self, incident: Incident, context: IncidentContext) -> None:
+        earlier = [
+            TimelineEvent(at=change.at, kind="change", text=change.describe())
+            for change in self._changes_before(incident)
+        ]
+        self._incidents.attach_context(incident.id, context, timeline_text(context), earlier)
+
+    def _changes_before(self, incident: Incident) -> list[Change]:
+        entry = self.section.railway_for(incident.check)
+        if entry is None:
+            return []
+        since = incident.opened_at - CHANGES_BEFORE_OPEN
+        return self.journal.changes(since, until=incident.opened_at, service_id=entry[1].service_id)
+
+    # Change events
+
+    def record_change(self, change: Change) -> list[int]:
+        """Keep a change; note it on the open incidents of its service. The incident ids noted."""
+        first_seen = self.journal.record_change(change)
+        if first_seen and change.status in STARTING_STATUSES:
+            text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
+        else:
+            text = change.describe()
+        noted = []
+        for incident in self._incidents.open_incidents:
+            entry = self.section.railway_for(incident.check)
+            if entry is None or entry[1].service_id != change.service_id or change.at < incident.opened_at:
+                continue
+            self._incidents.annotate(incident.id, "change", text, at=change.at)
+            noted.append(incident.id)
+        return noted
+
+    # Remediation
+
+    async def run_action(self, incident: Incident, action: str, to: str | None, by: str) -> tuple[bool, str]:
+        """An action asked for through the API: performed here, recorded at once."""
+        client = actions.client_for(self.section, incident, self._http)
+        chosen = await actions.plan(client, action, to)
+        succeeded, text = await actions.run(client, chosen, by)
+        self.journal.record_action(incident.id, self._clock.now(), by, text)
+        self.apply_recorded_actions()
+        return succeeded, text
+
+    def apply_recorded_actions(self) -> None:
+        """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
+        A state file that cannot be read now is tried again at the next tick, and holds up nothing else."""
+        try:
+            for record in self.journal.unapplied_actions():
+                self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
+                self.journal.mark_action_applied(record.seq)
+        except sqlite3.Error as exc:
+            log.warning("context.actions_not_applied", error=str(exc))
+
+    async def close(self) -> None:
+        """Cut short the gathering still under way: its pages go out without waiting further."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.journal.close()
