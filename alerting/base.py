@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.clock import Clock
 from monitor.durations import Duration
 from monitor.model import Incident, Severity
+from monitor.scrub import scrub
 
 __all__ = ["DeliveryError", "Notification", "NotificationKind", "Sink", "SinkConfig", "SinkContext"]
 
@@ -76,7 +77,7 @@ class DeliveryError(Exception):
     """A delivery failed. `retryable` is False for errors that no retry can fix (a 404 webhook)."""
 
     def __init__(self, message: str, *, retryable: bool = True, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.retryable = retryable
         self.retry_after = retry_after
 

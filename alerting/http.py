@@ -1,7 +1,7 @@
 """One JSON POST and the answer turned into success or a DeliveryError, shared by the
 webhook, Alertmanager and PagerDuty sinks: 2xx is delivered; 408, 429 (honouring
 Retry-After) and 5xx are worth a retry; any other answer is not. Error messages name the
-endpoint by `name` only and mask every secret, since the core logs them."""
+endpoint by `name` only; DeliveryError scrubs every registered secret from them."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import aiohttp
-from yarl import URL
 
 from alerting.base import DeliveryError
 from monitor.durations import format_duration
@@ -23,21 +22,6 @@ class Endpoint:
     name: str
     """How errors name the endpoint: never a secret URL."""
     url: str = field(repr=False)
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-    """Values masked in error text (a server may echo a key back)."""
-
-    def mask(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret:
-                text = text.replace(secret, "***")
-        return text
-
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """A secret URL and the parts of it a server may echo back (path, query, password)."""
-    parsed = URL(url)
-    parts = (url, parsed.raw_path if parsed.raw_path != "/" else "", parsed.raw_query_string, parsed.password or "")
-    return tuple(part for part in parts if part)
 
 
 async def post_json(
@@ -62,7 +46,7 @@ async def post_json(
                 return
             reason = " ".join((await response.text(errors="replace")).split())[:_REASON_CHARS]
             retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-            raise error_for_status(endpoint, response.status, endpoint.mask(reason), retry_after)
+            raise error_for_status(endpoint, response.status, reason, retry_after)
     except aiohttp.ClientError as exc:
         raise DeliveryError(f"{endpoint.name} unreachable: {_cause(exc)}") from None
     except TimeoutError:

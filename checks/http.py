@@ -14,10 +14,10 @@ from checks.probe import (
     body_evidence,
     probe_failure,
     read_capped,
-    redact_url,
     require_http_url,
 )
 from monitor.durations import Duration, format_duration
+from monitor.scrub import register_header, scrub
 from monitor.secrets import SecretEnv
 
 JsonScalar = str | int | float | bool | None
@@ -69,7 +69,9 @@ class HttpCheck(Check[HttpCheckConfig]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.target = redact_url(self.config.url)
+        self.target = scrub(self.config.url)
+        for name, value in self.config.headers.items():
+            register_header(name, value)
         self.baseline = LatencyBaseline(self.config.baseline_window, self.config.baseline_min_samples)
 
     async def run(self) -> list[Finding]:

@@ -1,10 +1,11 @@
-"""What every HTTP probe shares: URLs safe to show, failures named by kind, capped bodies."""
+"""What every HTTP probe shares: URLs checked, failures named by kind, capped bodies."""
 
 import ssl
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
-from yarl import URL
+
+from monitor.scrub import scrub
 
 MAX_BODY_BYTES = 1024 * 1024
 _EVIDENCE_BODY_CHARS = 500
@@ -23,22 +24,12 @@ class ProbeFailure(Exception):
         self.evidence = evidence
 
 
-def redact_url(url: str) -> str:
-    """The URL without credentials, query or fragment, which may carry tokens."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
 def require_http_url(value: str) -> str:
     """`value` itself when it is an http(s) URL with a host; a ValueError (which never shows
     credentials or query) otherwise. For config validators."""
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL, got {redact_url(value)!r}")
+        raise ValueError(f"expected an http:// or https:// URL, got {scrub(value)!r}")
     return value
 
 
@@ -56,10 +47,7 @@ def probe_failure(exc: BaseException, url: str) -> ProbeFailure:
         return ProbeFailure("connect", f"cannot connect: {exc.os_error}")
     if isinstance(exc, TimeoutError):
         return ProbeFailure("timeout", "timed out")
-    shown = str(exc)
-    for spelling in {url, str(URL(url))}:
-        shown = shown.replace(spelling, redact_url(url))
-    return ProbeFailure("invalid_response", f"invalid response: {type(exc).__name__}: {shown}")
+    return ProbeFailure("invalid_response", scrub(f"invalid response: {type(exc).__name__}: {exc}"))
 
 
 async def read_capped(response: aiohttp.ClientResponse) -> bytes:
@@ -78,7 +66,7 @@ def body_evidence(body: bytes) -> tuple[str, ...]:
         return ()
     text = body[:_EVIDENCE_BODY_CHARS].decode("utf-8", errors="replace")
     suffix = " [truncated]" if len(body) > _EVIDENCE_BODY_CHARS else ""
-    return (f"body: {text}{suffix}",)
+    return (scrub(f"body: {text}{suffix}"),)
 
 
 def _tls_reason(exc: BaseException) -> str:

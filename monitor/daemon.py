@@ -19,13 +19,13 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
 from monitor.incident_log import IncidentLog
 from monitor.incidents import IncidentEvent, IncidentManager
-from monitor.logs import secret_masker
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity, Status
 from monitor.notifier import Notifier
 from monitor.postmortem import write_draft
 from monitor.runner import RunResult
 from monitor.scheduler import Scheduler
+from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
@@ -37,15 +37,15 @@ TICK_SECONDS = 1.0
 CONNECTIVITY_CODE = "connectivity"
 
 
-def config_secrets(config: Config) -> list[str]:
-    """Every secret value the config read from the environment, for the log masker."""
-    found: list[str] = []
+def register_secrets(config: Config) -> None:
+    """Hand every secret value of the config to the scrubber (an `*_env` value registers itself
+    when it is read; a secret written in the file, such as a dsn, does not)."""
 
     def collect(value: Any) -> None:
         if isinstance(value, EnvSecret):
-            found.append(value.value())
+            register_secret(value.value())
         elif isinstance(value, SecretStr):
-            found.append(value.get_secret_value())
+            register_secret(value.get_secret_value())
         elif isinstance(value, dict):
             for item in value.values():
                 collect(item)
@@ -55,7 +55,6 @@ def config_secrets(config: Config) -> list[str]:
 
     for model in (config.settings.server, *config.checks.values(), *config.sinks.values()):
         collect(model)
-    return found
 
 
 def http_session(concurrency: int) -> aiohttp.ClientSession:
@@ -81,7 +80,7 @@ class Daemon:
         self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
         """Each check's latest result, for the status page."""
-        secret_masker.remember(config_secrets(config))
+        register_secrets(config)
 
     # The server reads these.
     store: StateStore
@@ -152,7 +151,7 @@ class Daemon:
             log.error("config.reload_rejected", problems=exc.problems, keeping="the running configuration")
             return
         old = self.config
-        secret_masker.remember(config_secrets(new))
+        register_secrets(new)
         use_templates_dir(new.settings.alerting.templates_dir)
         for name in old.checks:
             if new.checks.get(name) != old.checks[name]:

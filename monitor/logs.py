@@ -2,37 +2,16 @@
 
 import logging
 import sys
-from collections.abc import Iterable
 from typing import Any
 
 import structlog
 
-_MASK = "***"
+from monitor.scrub import scrub
 
 
-class SecretMasker:
-    """A processor that replaces every known secret value in a log line with ***."""
-
-    def __init__(self) -> None:
-        self._secrets: tuple[str, ...] = ()
-
-    def remember(self, secrets: Iterable[str]) -> None:
-        self._secrets = tuple(sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True))
-
-    def __call__(self, _logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
-        if not self._secrets:
-            return event
-        return {key: self._mask(value) for key, value in event.items()}
-
-    def _mask(self, value: Any) -> Any:
-        if not isinstance(value, str):
-            return value
-        for secret in self._secrets:
-            value = value.replace(secret, _MASK)
-        return value
-
-
-secret_masker = SecretMasker()
+def scrub_secrets(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """A processor that runs every text of a log line (tracebacks too) through the scrubber."""
+    return {key: scrub(value) if isinstance(value, str) else value for key, value in event.items()}
 
 
 class _CurrentStderr:
@@ -54,7 +33,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            secret_masker,
+            scrub_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level.upper()]),

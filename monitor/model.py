@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from monitor.scrub import scrub, scrub_lines
+
 
 class Status(IntEnum):
     """A finding's state, in Nagios order so that the worst status is the largest."""
@@ -58,6 +60,12 @@ class Finding:
     evidence: tuple[str, ...] = ()
     values: dict[str, float] = field(default_factory=dict)
     blocks: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Every check's text leaves through a Finding: scrubbed once here, it is safe in every
+        # alert, API answer, status page and log line built from it.
+        object.__setattr__(self, "summary", scrub(self.summary))
+        object.__setattr__(self, "evidence", scrub_lines(self.evidence))
     """Codes this failure kept the run from judging ("*" for all): their incidents neither
     confirm nor clear, so a database that is down does not resolve its long-queries incident."""
 

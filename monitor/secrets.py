@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer, SecretStr
 
+from monitor.scrub import register_secret
+
 
 @dataclass(frozen=True, slots=True)
 class EnvSecret:
@@ -30,6 +32,7 @@ def read_env_secret(value: object) -> EnvSecret:
     secret = os.environ.get(name)
     if secret is None or secret == "":
         raise ValueError(f"environment variable {name} is not set")
+    register_secret(secret)
     return EnvSecret(name, SecretStr(secret))
 
 

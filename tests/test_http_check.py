@@ -14,7 +14,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from checks.base import CheckContext, Severity, Status
-from checks.http import MAX_BODY_BYTES, HttpCheck, redact_url
+from checks.http import MAX_BODY_BYTES, HttpCheck
 from checks.probe import probe_failure
 from monitor.clock import SystemClock
 from monitor.metrics import MonitorMetrics
@@ -201,10 +201,6 @@ async def test_degradation_is_not_judged_before_enough_samples(check_context, ta
     for latency in (0.010, 0.010, 0.010, 0.010):
         assert check._judge_latency(latency) == []
     assert check._judge_latency(5.0) == []
-
-
-def test_urls_are_redacted_of_credentials_and_query() -> None:
-    assert redact_url("https://user:pw@api.example.com:8443/health?token=abc#x") == "https://api.example.com:8443/health"
 
 
 async def test_a_secret_in_the_url_never_reaches_the_finding(check_context) -> None:

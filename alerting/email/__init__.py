@@ -196,20 +196,16 @@ class EmailSink(Sink[EmailSinkConfig]):
                 retryable=any(code < 500 for _, code in codes),
             )
         if isinstance(exc, aiosmtplib.SMTPResponseException):
-            reply = self._mask(exc.message)[:200]
+            reply = exc.message[:200]
             what = "rejected the login" if isinstance(exc, aiosmtplib.SMTPAuthenticationError) else "answered"
             return DeliveryError(f"SMTP server {self._server} {what}: {exc.code} {reply}", retryable=exc.code < 500)
         if isinstance(exc, aiosmtplib.SMTPTimeoutError):
             limit = format_duration(self.config.timeout)
             return DeliveryError(f"SMTP server {self._server} did not answer within {limit}")
         if isinstance(exc, ConnectionError):
-            return DeliveryError(f"SMTP server {self._server} unreachable: {self._mask(exc.message)}")
+            return DeliveryError(f"SMTP server {self._server} unreachable: {exc.message}")
         # The server lacks what the config asks for (STARTTLS, AUTH): no retry can fix that.
-        return DeliveryError(f"SMTP server {self._server}: {self._mask(exc.message)}", retryable=False)
-
-    def _mask(self, text: str) -> str:
-        password = self.config.password_env.value() if self.config.password_env else ""
-        return text.replace(password, "***") if password else text
+        return DeliveryError(f"SMTP server {self._server}: {exc.message}", retryable=False)
 
 
 def _describe_refusals(codes: list[tuple[str, int]]) -> str:

@@ -139,5 +139,5 @@ class PagerDutySink(Sink[PagerDutySinkConfig]):
         routing_key = self.config.routing_key_env.value()
         event = build_event(action, incident, monitor, routing_key)
         body = event.model_dump_json(by_alias=True, exclude_none=True).encode()
-        endpoint = Endpoint("PagerDuty", self.config.url, (routing_key,))
+        endpoint = Endpoint("PagerDuty", self.config.url)
         await post_json(self.context.http, endpoint, body, timeout=self.config.timeout, now=self.context.clock.now())

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from alerting.base import Notification, NotificationKind, Sink, SinkConfig
-from alerting.http import Endpoint, post_json, url_secrets
+from alerting.http import Endpoint, post_json
 from alerting.messages import render
 from monitor.model import Incident, Severity
 from monitor.secrets import SecretEnv
@@ -96,12 +96,9 @@ class WebhookSink(Sink[WebhookSinkConfig]):
     async def send(self, notification: Notification) -> None:
         body = build_body(notification).model_dump_json().encode()
         headers = {IDEMPOTENCY_HEADER: notification.id}
-        secrets = list(url_secrets(self.config.url_env.value()))
         if self.config.secret_env is not None:
-            secret = self.config.secret_env.value()
-            headers[SIGNATURE_HEADER] = sign(body, secret)
-            secrets.append(secret)
-        endpoint = Endpoint(f"webhook {self.name!r}", self.config.url_env.value(), tuple(secrets))
+            headers[SIGNATURE_HEADER] = sign(body, self.config.secret_env.value())
+        endpoint = Endpoint(f"webhook {self.name!r}", self.config.url_env.value())
         await post_json(
             self.context.http,
             endpoint,

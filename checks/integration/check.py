@@ -9,8 +9,9 @@ from checks.base import Check, Finding, Severity, Status
 from checks.integration.config import IntegrationCheckConfig
 from checks.integration.providers import PROVIDERS, Target, probe_targets, status_api_url
 from checks.integration.statuspage import StatusPageReader, StatusReading, VendorStatus
-from checks.probe import PROBE_ERRORS, ProbeFailure, body_evidence, probe_failure, read_capped, redact_url
+from checks.probe import PROBE_ERRORS, ProbeFailure, body_evidence, probe_failure, read_capped
 from monitor.durations import format_duration
+from monitor.scrub import scrub
 
 _DEFAULT_TIMEOUT = 10.0
 _REQUEST_SHARE = 0.4
@@ -88,7 +89,7 @@ class IntegrationCheck(Check[IntegrationCheckConfig]):
             return Failed(target, ProbeFailure("timeout", f"no answer within {format_duration(budget)}"))
         except PROBE_ERRORS as exc:
             return Failed(target, probe_failure(exc, target.url))
-        evidence = self._scrub(body_evidence(body))
+        evidence = body_evidence(body)
         if status >= 500:
             return Failed(target, ProbeFailure("status", f"HTTP {status}", evidence))
         return Answered(target, status, clock.monotonic() - started, evidence)
@@ -100,13 +101,6 @@ class IntegrationCheck(Check[IntegrationCheckConfig]):
             bearer = self.auth_header.lower() == "authorization"
             headers[self.auth_header] = f"Bearer {token.value()}" if bearer else token.value()
         return headers
-
-    def _scrub(self, lines: tuple[str, ...]) -> tuple[str, ...]:
-        """Evidence without the token, should a vendor echo it back."""
-        token = self.config.token_env
-        if token is None:
-            return lines
-        return tuple(line.replace(token.value(), "[redacted]") for line in lines)
 
     async def _read_status_page(self, failing: bool, budget: float) -> StatusReading | None:
         if self.status_page is None:
@@ -218,7 +212,7 @@ class IntegrationCheck(Check[IntegrationCheckConfig]):
 
 
 def _request(target: Target) -> str:
-    return f"GET {redact_url(target.url)}"
+    return f"GET {scrub(target.url)}"
 
 
 def _answer(result: Answered) -> str:

@@ -2,7 +2,6 @@
 and its "Useful Queries", asked on every run over one small asyncpg pool."""
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,9 +14,10 @@ from checks.postgres import findings
 from checks.postgres.config import PostgresCheckConfig
 from checks.postgres.errors import connect_failure_reason, describe_error, is_connection_lost
 from checks.postgres.queries import Diagnostics, ServerState, Sessions, server_settings
-from checks.postgres.redact import SecretScrubber, describe_target
+from checks.postgres.redact import describe_target
 from checks.postgres.series import PgSeries
 from monitor.durations import format_duration
+from monitor.scrub import register_secret, scrub
 
 log = structlog.get_logger("checks.postgres")
 
@@ -36,7 +36,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._dsn = self.config.dsn_value()
-        self._scrub = SecretScrubber(self._dsn)
+        register_secret(self._dsn)
         self.target = describe_target(self._dsn)
         self._series = PgSeries(self.context.metrics, self.name)
         self._pool: asyncpg.Pool | None = None
@@ -49,12 +49,12 @@ class PostgresCheck(Check[PostgresCheckConfig]):
         try:
             connection = await self._acquire()
         except Exception as exc:  # noqa: BLE001 - not an error yet: run() turns it into a finding
-            log.warning("postgres.connect_failed", check=self.name, error=self._scrub(describe_error(exc)))
+            log.warning("postgres.connect_failed", check=self.name, error=scrub(describe_error(exc)))
         else:
             await self._release(connection)
 
     async def run(self) -> list[Finding]:
-        return [self._scrubbed(finding) for finding in await self._run()]
+        return await self._run()  # a Finding scrubs its own text
 
     def timeout_finding(self, seconds: float) -> Finding:
         return findings.unreachable(self.target, f"no result within {format_duration(seconds)} (timeout)", "timeout")
@@ -82,7 +82,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
         except Exception as exc:  # noqa: BLE001 - re-raised, without the DSN's password
             if is_connection_lost(exc):
                 return [self._unreachable(exc)]
-            raise PostgresCheckError(self._scrub(describe_error(exc))) from None
+            raise PostgresCheckError(scrub(describe_error(exc))) from None
         finally:
             await self._release(connection)
 
@@ -168,7 +168,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
             sizes = await db.largest_tables()
         except Exception as exc:  # noqa: BLE001
             _reraise_unless_query_failure(exc)
-            log.warning("postgres.table_sizes_failed", check=self.name, error=self._scrub(describe_error(exc)))
+            log.warning("postgres.table_sizes_failed", check=self.name, error=scrub(describe_error(exc)))
             return
         self._series.tables(sizes)
         self._tables_measured_at = self.context.clock.monotonic()
@@ -197,7 +197,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
         try:
             await self._pool.release(connection, timeout=self.config.connect_timeout)
         except Exception as exc:  # noqa: BLE001 - the pool has dropped the connection; the next run reconnects
-            log.warning("postgres.release_failed", check=self.name, error=self._scrub(describe_error(exc)))
+            log.warning("postgres.release_failed", check=self.name, error=scrub(describe_error(exc)))
 
     async def _create_pool(self) -> asyncpg.Pool:
         pool: asyncpg.Pool = await asyncpg.create_pool(
@@ -212,13 +212,6 @@ class PostgresCheck(Check[PostgresCheckConfig]):
             reset=_keep_session,
         )
         return pool
-
-    def _scrubbed(self, finding: Finding) -> Finding:
-        return dataclasses.replace(
-            finding,
-            summary=self._scrub(finding.summary),
-            evidence=tuple(self._scrub(line) for line in finding.evidence),
-        )
 
 
 async def _keep_session(_: asyncpg.Connection) -> None:

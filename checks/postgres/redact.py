@@ -1,7 +1,8 @@
-"""Text that leaves the check: query text without its literals, error text without the DSN's password."""
+"""Text that leaves the check: query text without its literals, the target without credentials.
+Secrets in error text are monitor.scrub's job."""
 
 import re
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import urlsplit
 
 _SQL_TOKENS = re.compile(
     r"""
@@ -16,7 +17,6 @@ _SQL_TOKENS = re.compile(
 )
 _LIST_OF_PLACEHOLDERS = re.compile(r"\?(?:\s*,\s*\?)+")
 _WHITESPACE = re.compile(r"\s+")
-_URL_PASSWORD = re.compile(r"(postgres(?:ql)?://[^:/@\s]*):[^@\s]*@")
 
 
 def redact_query(text: str, limit: int) -> str:
@@ -39,21 +39,6 @@ def _replace_token(match: re.Match[str]) -> str:
     if match.group("comment") is not None:
         return " /*...*/ "
     return "?"
-
-
-class SecretScrubber:
-    """Removes a DSN's password, in each spelling it may take, from text shown to people."""
-
-    def __init__(self, dsn: str) -> None:
-        parts = urlsplit(dsn)
-        passwords = [parts.password or "", *parse_qs(parts.query).get("password", [])]
-        spellings = {dsn, *passwords, *(unquote(password) for password in passwords)}
-        self._secrets = sorted((secret for secret in spellings if secret), key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _URL_PASSWORD.sub(r"\1:***@", text)
 
 
 def describe_target(dsn: str) -> str:

@@ -408,7 +408,7 @@ async def test_a_forbidden_token_and_an_echoed_secret(
 
     assert finding.status is Status.CRITICAL
     assert "not allowed to use this endpoint" in finding.summary
-    assert finding.evidence == ('body: {"Detail": "token [redacted] may not access this tenant"}',)
+    assert finding.evidence == ('body: {"Detail": "token *** may not access this tenant"}',)
 
 
 async def test_auth_path_moves_the_authenticated_probe(
