@@ -30,7 +30,7 @@ from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
-from monitor.store import PRUNE_BATCH, SqliteStore
+from monitor.store import SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
 
 log = structlog.get_logger("monitor.daemon")
@@ -315,16 +315,9 @@ class Daemon:
                 log.exception("store.maintenance_failed")
 
     async def prune(self) -> int:
-        """Delete what `[monitor] retention` no longer keeps, a small batch at a time so that
-        checks and deliveries go on between batches, then checkpoint the write-ahead log."""
+        """Delete what `[monitor] retention` no longer keeps (see prune_expired)."""
         before = self.clock.now() - timedelta(seconds=self.config.monitor.retention)
-        pruned = 0
-        while (batch := self.store.prune(before, PRUNE_BATCH)) > 0:
-            pruned += batch
-            await asyncio.sleep(0)
-            if batch < PRUNE_BATCH:
-                break
-        self.store.checkpoint()
+        pruned = await prune_expired(self.store, before)
         if pruned:
             log.info("store.pruned", rows=pruned, older_than=before.isoformat())
         return pruned

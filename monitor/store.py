@@ -1,6 +1,7 @@
 """The state store: incidents and the notification outbox, so that both survive a restart.
 SQLite by default; anything with the `StateStore` shape can replace it."""
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -162,6 +163,20 @@ class StateStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+async def prune_expired(store: StateStore, before: datetime) -> int:
+    """Delete finished deliveries and resolved incidents older than `before`, a small batch
+    at a time so that checks and deliveries go on between batches, then checkpoint the
+    write-ahead log; how many rows went."""
+    pruned = 0
+    while (batch := store.prune(before, PRUNE_BATCH)) > 0:
+        pruned += batch
+        await asyncio.sleep(0)
+        if batch < PRUNE_BATCH:
+            break
+    store.checkpoint()
+    return pruned
 
 
 class SqliteStore:
