@@ -140,7 +140,7 @@ class GuardedStore:
     def _write(self, operation: str, write: Callable[[], T], keep: bool = True) -> tuple[bool, T | None]:
         """Run `write` after what waits: (True, its result), or (False, None) when it could not
         run, and then it waits too if `keep`."""
-        if self._drain():
+        if self._drain(operation):
             try:
                 return True, write()
             except STORE_ERRORS as exc:
@@ -149,7 +149,8 @@ class GuardedStore:
             self._backlog.append(write)
         return False, None
 
-    def _drain(self) -> bool:
+    def _drain(self, operation: str = "retry") -> bool:
+        """Write what waits, in order; False when the store still refuses (counted under `operation`)."""
         while self._backlog:
             try:
                 self._backlog[0]()
@@ -157,7 +158,7 @@ class GuardedStore:
                 # Written meanwhile (by an earlier, half-failed attempt): nothing left to write.
                 log.warning("store.retry_skipped", path=self.path, error=str(exc))
             except STORE_ERRORS as exc:
-                self._failed("retry", exc)
+                self._failed(operation, exc)
                 return False
             self._backlog.pop(0)
         if self.problem is not None:

@@ -2,7 +2,6 @@
 low-severity notifications ahead of a P1 (failure 2), storms, and a full queue."""
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,30 +18,7 @@ from tests.alerting_helpers import Receiver, notification
 from tests.fakes import FakeClock, settle
 from tests.incident_harness import RecordingSink
 from tests.net import wait_until
-
-DISK_FULL = "database or disk is full"
-
-
-class FillableStore(SqliteStore):
-    """A real SQLite store whose writes fail as on a full disk while `full` is set."""
-
-    full = False
-
-    def _refuse(self) -> None:
-        if self.full:
-            raise sqlite3.OperationalError(DISK_FULL)
-
-    def enqueue(self, *args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
-        self._refuse()
-        return super().enqueue(*args, **kwargs)
-
-    def record_attempt(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._refuse()
-        super().record_attempt(*args, **kwargs)
-
-    def finish(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._refuse()
-        super().finish(*args, **kwargs)
+from tests.store_doubles import DISK_FULL, FillableStore
 
 
 def recording(name: str, clock: FakeClock, **config: object) -> RecordingSink:
@@ -69,8 +45,9 @@ async def test_a_store_that_cannot_record_a_delivery_never_stops_a_sink(tmp_path
     dispatcher = Dispatcher({"slack": sink}, store, metrics, fake_clock)
     for number in range(1, 5):
         dispatcher.submit(alert(number))
-    store.full = True
+    FillableStore.full = True
     await settle()
+    FillableStore.full = False
 
     assert [r.notification.incident.id for r in sink.received] == [1, 2, 3, 4]
     await dispatcher.drain(timeout=1)
@@ -84,7 +61,7 @@ async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recor
     store = GuardedStore(inner, metrics, fake_clock, path=str(inner.path))
     slack, log = recording("slack", fake_clock), recording("log", fake_clock)
     dispatcher = Dispatcher({"slack": slack, "log": log}, store, metrics, fake_clock)
-    inner.full = True
+    FillableStore.full = True
     for number in range(1, 5):
         dispatcher.submit(alert(number))
     await settle()
@@ -94,7 +71,7 @@ async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recor
     assert metrics.state_store_errors.labels(operation="enqueue")._value.get() >= 1
     assert states(inner) == {}
 
-    inner.full = False
+    FillableStore.full = False
     store.retry()
 
     assert store.problem is None
