@@ -203,12 +203,18 @@ async def test_alertmanager_hears_open_incidents_again_every_resend_interval(tmp
         assert all(alert["labels"]["alertname"] == "HealthMonitorIncident" for batch in firing for alert in batch)
 
 
-async def test_sighups_during_a_reload_leave_the_last_file_written_live(running) -> None:
+async def test_sighups_during_a_reload_leave_the_last_file_written_live(running, monkeypatch) -> None:
     """Failure 5 of issue 10: 20 SIGHUPs 3 ms apart after 20 edits left version 17 live."""
     daemon, path, _, _ = running
     original = path.read_text()
+
+    async def slow_start(_check: object) -> None:  # as a check connecting to its database
+        await asyncio.sleep(0.01)
+
+    monkeypatch.setattr("checks.http.HttpCheck.start", slow_start)
     for version in range(1, 21):
-        path.write_text(original.replace('name = "in-process"', f'name = "version-{version}"'))
+        edited = original.replace('name = "in-process"', f'name = "version-{version}"')
+        path.write_text(edited.replace('interval = "100ms"', f'interval = "{100 + version}ms"'))
         daemon.request_reload()
         await asyncio.sleep(0.003)
     await wait_until(lambda: daemon._reloading is not None and daemon._reloading.done(), "the reloads to end")
