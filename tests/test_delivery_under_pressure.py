@@ -5,6 +5,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import structlog
 
 from alerting.base import Notification, NotificationKind, SinkConfig, SinkContext
 from alerting.dispatcher import Dispatcher, grouped
@@ -36,7 +37,9 @@ def alert(
     return notification(kind, id=number, check=f"check-{number}", severity=severity)
 
 
-async def test_a_store_that_cannot_record_a_delivery_never_stops_a_sink(tmp_path: Path, fake_clock: FakeClock) -> None:
+async def test_a_store_that_cannot_record_a_delivery_never_stops_a_sink(
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Failure 1 of issue 10: store.finish() raised outside the worker's try and the sink's
     worker ended silently; the other notifications stayed queued until a restart."""
     store = FillableStore(tmp_path / "state.db")
@@ -45,23 +48,22 @@ async def test_a_store_that_cannot_record_a_delivery_never_stops_a_sink(tmp_path
     dispatcher = Dispatcher({"slack": sink}, store, metrics, fake_clock)
     for number in range(1, 5):
         dispatcher.submit(alert(number))
-    FillableStore.full = True
+    monkeypatch.setattr(FillableStore, "full", True)
     await settle()
-    FillableStore.full = False
 
     assert [r.notification.incident.id for r in sink.received] == [1, 2, 3, 4]
     await dispatcher.drain(timeout=1)
 
 
 async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recorded_once_it_has_room(
-    tmp_path: Path, fake_clock: FakeClock
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inner = FillableStore(tmp_path / "state.db")
     metrics = MonitorMetrics()
     store = GuardedStore(inner, metrics, fake_clock, path=str(inner.path))
     slack, log = recording("slack", fake_clock), recording("log", fake_clock)
     dispatcher = Dispatcher({"slack": slack, "log": log}, store, metrics, fake_clock)
-    FillableStore.full = True
+    monkeypatch.setattr(FillableStore, "full", True)
     for number in range(1, 5):
         dispatcher.submit(alert(number))
     await settle()
@@ -71,7 +73,7 @@ async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recor
     assert metrics.state_store_errors.labels(operation="enqueue")._value.get() >= 1
     assert states(inner) == {}
 
-    FillableStore.full = False
+    monkeypatch.setattr(FillableStore, "full", False)
     store.retry()
 
     assert store.problem is None
@@ -159,7 +161,9 @@ async def test_a_full_queue_sheds_the_least_severe_and_records_it(tmp_path: Path
     }
     assert metrics.notifications.labels(sink="slack", result="shed")._value.get() == 2
     assert metrics.notifications_pending._value.get() == 0
-    await dispatcher.drain(timeout=1)
+    with structlog.testing.capture_logs() as logged:
+        await dispatcher.drain(timeout=1)
+    assert not [entry for entry in logged if entry["event"] == "notifications.undelivered_at_shutdown"]
 
 
 @pytest.mark.parametrize("kind", [NotificationKind.RESOLUTION, NotificationKind.STATUS_UPDATE])
