@@ -4,6 +4,8 @@ SQLite file grew 4.7 MB a minute): a bounded soak on a fake clock, and pruning i
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from monitor.model import Finding, Severity, Status
 from monitor.store import SqliteStore, prune_expired
 from tests.fakes import FakeClock
@@ -76,3 +78,24 @@ def test_prune_keeps_pending_deliveries_open_incidents_and_everything_recent(tmp
 
         assert [d.notification_id for d in store._deliveries("ORDER BY seq", ())] == ["pending-1"]
         assert {i.id for i in store.recent_incidents()} == {still_open.id, fresh.id}
+
+
+async def test_a_failing_run_that_changes_nothing_writes_nothing(
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    harness = Harness(write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("log",)), fake_clock)
+    writes: list[int] = []
+    save = harness.store.save_incident
+    monkeypatch.setattr(harness.store, "save_incident", lambda incident: (writes.append(incident.id), save(incident)))
+    down = Finding("down", Status.CRITICAL, "HTTP 503", Severity.P2)
+    try:
+        await harness.observe("api", [down])
+        opened = len(writes)
+        await harness.observe("api", *([[down]] * 20))
+        assert len(writes) == opened
+        await harness.observe("api", [Finding("down", Status.CRITICAL, "HTTP 502", Severity.P2)])
+        assert len(writes) == opened + 1
+        (incident,) = harness.store.open_incidents()
+        assert (incident.summary, incident.failing_runs) == ("HTTP 502", 22)
+    finally:
+        await harness.close()
