@@ -22,6 +22,11 @@ from monitor.store import PRUNE_BATCH, Acknowledgement, Delivery, DeliveryState,
 log = structlog.get_logger("monitor.store")
 
 LOG_EVERY_SECONDS = 60.0
+MAX_WAITING_DELIVERY_WRITES = 100_000
+"""Outbox writes kept while the store refuses them (about 200 MB of documents); past that a
+delivery's record is dropped (counted, logged) and the notification still goes out. Incident
+writes are always kept: one per incident waits at most."""
+_OUTBOX_WRITES = frozenset({"enqueue", "record_attempt", "finish"})
 STORE_ERRORS = (sqlite3.Error, OSError)
 
 T = TypeVar("T")
@@ -36,6 +41,7 @@ class GuardedStore:
         self._metrics = metrics
         self._clock = clock
         self._backlog: list[Callable[[], object]] = []
+        self._waiting_delivery_writes = 0
         self._saves_waiting: set[int] = set()
         self._logged_at: float | None = None
         self._suppressed = 0
@@ -146,8 +152,24 @@ class GuardedStore:
             except STORE_ERRORS as exc:
                 self._failed(operation, exc)
         if keep:
-            self._backlog.append(write)
+            self._keep(operation, write)
         return False, None
+
+    def _keep(self, operation: str, write: Callable[[], object]) -> None:
+        if operation not in _OUTBOX_WRITES:
+            self._backlog.append(write)
+            return
+        if self._waiting_delivery_writes >= MAX_WAITING_DELIVERY_WRITES:
+            self._metrics.state_store_errors.labels(operation="dropped").inc()
+            return
+
+        def counted() -> object:
+            result = write()
+            self._waiting_delivery_writes -= 1
+            return result
+
+        self._waiting_delivery_writes += 1
+        self._backlog.append(counted)
 
     def _drain(self, operation: str = "retry") -> bool:
         """Write what waits, in order; False when the store still refuses (counted under `operation`)."""

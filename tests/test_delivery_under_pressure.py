@@ -173,3 +173,20 @@ def test_grouped_resolutions_and_updates_have_their_own_message(kind: Notificati
     headline = "✅ 3 INCIDENTS RESOLVED" if kind is NotificationKind.RESOLUTION else "📊 3 INCIDENT UPDATES"
     assert message.title == headline
     assert all(f"#{number} check-{number}/down" in message.text for number in range(1, 4))
+
+
+def test_the_writes_that_wait_for_a_full_store_are_bounded(
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("monitor.store_guard.MAX_WAITING_DELIVERY_WRITES", 2)
+    metrics = MonitorMetrics()
+    inner = FillableStore(tmp_path / "state.db")
+    store = GuardedStore(inner, metrics, fake_clock)
+    monkeypatch.setattr(FillableStore, "full", True)
+    for number in range(5):
+        store.enqueue(f"{number}:initial", "slack", number, "initial", "{}", fake_clock.now())
+
+    assert metrics.state_store_errors.labels(operation="dropped")._value.get() == 3
+    monkeypatch.setattr(FillableStore, "full", False)
+    store.retry()
+    assert [d.notification_id for d in inner.pending_deliveries()] == ["0:initial", "1:initial"]
