@@ -12,6 +12,7 @@ from typing import Protocol
 
 import aiohttp
 import pytest
+import structlog
 from aiohttp import web
 
 from monitor.store import SqliteStore
@@ -129,36 +130,40 @@ url_env = "TEST_ONCALL_URL"
 """
     )
     base = f"http://127.0.0.1:{port}"
-    async with running_daemon(path) as daemon:
-        assert (await get(f"{base}/readyz"))[0] == 200
-        disk.fill()
-        healthy = False
+    with structlog.testing.capture_logs() as logged:
+        async with running_daemon(path) as daemon:
+            assert (await get(f"{base}/readyz"))[0] == 200
+            disk.fill()
+            healthy = False
 
-        def paged(receiver: Receiver) -> set[str]:
-            return {body["incident"]["check"] for body in receiver.received if body["kind"] == "initial"}
+            def paged(receiver: Receiver) -> set[str]:
+                return {body["incident"]["check"] for body in receiver.received if body["kind"] == "initial"}
 
-        await wait_until(
-            lambda: all(paged(r) == {"api", "web", "_monitor"} for r in receivers.values()),
-            "both sinks to be paged for both checks and for the monitor's own incident about its store",
-        )
-        (store_incident,) = [i for i in daemon.incidents.open_incidents if i.check == "_monitor"]
-        assert store_incident.key == STATE_STORE_INCIDENT and "cannot be written" in store_incident.summary
-        status, body = await get(f"{base}/readyz")
-        assert status == 503
-        assert body["status"] == "degraded" and "database or disk is full" in body["reason"]
-        errors = daemon.metrics.registry.get_sample_value(
-            "health_monitor_state_store_errors_total", {"operation": "enqueue"}
-        )
-        assert errors and errors >= 1
+            await wait_until(
+                lambda: all(paged(r) == {"api", "web", "_monitor"} for r in receivers.values()),
+                "both sinks to be paged for both checks and for the monitor's own incident about its store",
+            )
+            (store_incident,) = [i for i in daemon.incidents.open_incidents if i.check == "_monitor"]
+            assert store_incident.key == STATE_STORE_INCIDENT and "cannot be written" in store_incident.summary
+            status, body = await get(f"{base}/readyz")
+            assert status == 503
+            assert body["status"] == "degraded" and "database or disk is full" in body["reason"]
+            errors = daemon.metrics.registry.get_sample_value(
+                "health_monitor_state_store_errors_total", {"operation": "enqueue"}
+            )
+            assert errors and errors >= 1
 
-        disk.free()
-        await wait_until(lambda: daemon.store_problem is None, "the store to take writes again")
-        assert (await get(f"{base}/readyz"))[0] == 200
-        await wait_until(
-            lambda: not any(i.key == STATE_STORE_INCIDENT for i in daemon.incidents.open_incidents),
-            "the store incident to resolve",
-        )
+            disk.free()
+            await wait_until(lambda: daemon.store_problem is None, "the store to take writes again")
+            assert (await get(f"{base}/readyz"))[0] == 200
+            await wait_until(
+                lambda: not any(i.key == STATE_STORE_INCIDENT for i in daemon.incidents.open_incidents),
+                "the store incident to resolve",
+            )
 
+    # Failure 1 also logged a full traceback per run: now one line, at most once a minute.
+    assert not [entry for entry in logged if "exc_info" in entry]
+    assert len([entry for entry in logged if entry["event"] == "store.write_failed"]) == 1
     with SqliteStore(disk.state_dir / "state.db") as store:
         recorded = {incident.check: incident.state for incident in store.recent_incidents()}
         pending = store.pending_deliveries()
