@@ -60,6 +60,9 @@ class SinkConfig(BaseModel):
     send_resolved: bool = Field(default=True, description="Also send resolution messages.")
     timeout: Duration = Field(default=10.0, gt=0, description="Time allowed for one delivery attempt.")
     max_age: Duration = Field(default=3600.0, gt=0, description="Retry until a notification is this old.")
+    max_queued: int = Field(
+        default=10_000, ge=1, description="Notifications waiting for this sink beyond which the least severe are shed."
+    )
 
     def wants(self, notification: Notification) -> bool:
         if notification.kind is NotificationKind.RESOLUTION and not self.send_resolved:

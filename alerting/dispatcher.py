@@ -1,9 +1,15 @@
 """Delivery through a durable outbox: every notification is written to the state store for
 each sink before it is sent, delivered through one queue and worker per sink (a dead SMTP
-server never delays Slack; messages to one sink stay in order), retried with exponential
-backoff and jitter, honouring a sink's Retry-After, until it is older than the sink's
-`max_age`, then dead-lettered (kept in the store, logged, counted). Deliveries still pending
-when the daemon stops, or dies, are resumed at the next start."""
+server never delays Slack), retried with exponential backoff and jitter, honouring a sink's
+Retry-After, until it is older than the sink's `max_age`, then dead-lettered (kept in the
+store, logged, counted). Deliveries still pending when the daemon stops, or dies, are
+resumed at the next start.
+
+Each sink's queue serves the most severe first and is bounded (alerting/queue.py); what it
+sheds is recorded in the outbox as `shed`. Notifications of a kind that floods, waiting
+together, go out as one grouped message, and each incident it announces is recorded as
+delivered. The store may fail (a full disk): the dispatcher is handed a guarded store
+(monitor/store_guard.py) and delivers from memory; a worker never dies."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -11,15 +17,18 @@ from collections.abc import Awaitable, Callable
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
-from alerting.base import DeliveryError, Notification, Sink
+from alerting.base import DeliveryError, Notification, NotificationKind, Sink
+from alerting.queue import DEFAULT_GROUP_AT, SinkQueue, priority
 from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
-from monitor.store import StateStore
+from monitor.scrub import scrub
+from monitor.store import DeliveryState, StateStore
 
 log = structlog.get_logger("alerting.dispatcher")
 
 _backoff = wait_exponential_jitter(initial=1, max=60)
 _SAFETY_MARGIN_SECONDS = 5.0
+_SHED_LOG_EVERY_SECONDS = 60.0
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -36,6 +45,23 @@ def _wait(state: RetryCallState) -> float:
     return _backoff(state)
 
 
+def grouped(batch: list[Notification]) -> Notification:
+    """One message announcing every notification of `batch` (all of one kind): initial
+    alerts become a GROUPED message, resolutions and status updates keep their kind."""
+    if len(batch) == 1:
+        return batch[0]
+    first = min(batch, key=priority)
+    kind = NotificationKind.GROUPED if first.kind is NotificationKind.INITIAL else first.kind
+    return first.model_copy(
+        update={
+            "id": f"group:{kind.value}:{batch[0].id}:{len(batch)}",
+            "kind": kind,
+            "group": tuple(notification.incident for notification in batch),
+            "created_at": min(notification.created_at for notification in batch),
+        }
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -44,34 +70,47 @@ class Dispatcher:
         metrics: MonitorMetrics,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        group_at: int = DEFAULT_GROUP_AT,
     ) -> None:
+        self._group_at = group_at
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._sleep = sleep
         self._sinks: dict[str, Sink] = {}
-        self._queues: dict[str, asyncio.Queue[Notification]] = {}
+        self._queues: dict[str, SinkQueue] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._shed_logged_at: dict[str, float] = {}
         self.replace_sinks(sinks)
 
     @property
     def sinks(self) -> dict[str, Sink]:
         return dict(self._sinks)
 
+    def queued(self, sink: str) -> int:
+        return len(self._queues[sink])
+
+    def group_at(self, count: int) -> None:
+        """Group the initial alerts, resolutions or status updates once `count` of a kind wait for a sink."""
+        self._group_at = count
+        for queue in self._queues.values():
+            queue.group_at = count
+
     def replace_sinks(self, sinks: dict[str, Sink]) -> None:
         """Adopt a new set of sinks; notifications already queued for a kept sink stay queued."""
         for name in set(self._sinks) - set(sinks):
             self._workers.pop(name).cancel()
-            self._queues.pop(name)
-        for name in sinks:
+            self._metrics.notifications_pending.dec(len(self._queues.pop(name)))
+        for name, sink in sinks.items():
             if name not in self._queues:
-                self._queues[name] = asyncio.Queue()
+                self._queues[name] = SinkQueue(sink.config.max_queued, self._group_at)
                 self._workers[name] = asyncio.create_task(self._work(name), name=f"sink:{name}")
+            self._queues[name].limit = sink.config.max_queued
         self._sinks = dict(sinks)
 
-    def submit(self, notification: Notification, audience: set[str] | None = None) -> None:
+    def submit(self, notification: Notification, audience: set[str] | None = None, together: str | None = None) -> None:
         """Persist, then queue, the notification for every sink in `audience` (default: all)
-        that wants it."""
+        that wants it; notifications submitted `together` under one key go out as one message."""
         document = notification.model_dump_json()
         for name, sink in self._sinks.items():
             if (audience is not None and name not in audience) or not sink.config.wants(notification):
@@ -81,7 +120,7 @@ class Dispatcher:
                 notification.created_at,
             )
             if fresh:
-                self._queue(name, notification)
+                self._queue(name, notification, together)
 
     def resume(self) -> None:
         """Queue again what a previous run left pending."""
@@ -92,9 +131,23 @@ class Dispatcher:
                 continue
             self._queue(delivery.sink, Notification.model_validate_json(delivery.document))
 
-    def _queue(self, sink: str, notification: Notification) -> None:
-        self._queues[sink].put_nowait(notification)
-        self._metrics.notifications_pending.inc()
+    def _queue(self, sink: str, notification: Notification, together: str | None = None) -> None:
+        shed = self._queues[sink].put(notification, together)
+        if shed is None:
+            self._metrics.notifications_pending.inc()
+        else:  # one in, one out (maybe the same): the pending count stays
+            self._shed(sink, shed)
+
+    def _shed(self, sink: str, notification: Notification) -> None:
+        reason = f"shed: {len(self._queues[sink])} notifications queued for the sink, more severe ones kept"
+        self._store.finish(notification.id, sink, "shed", self._clock.now(), reason)
+        self._metrics.notifications.labels(sink=sink, result="shed").inc()
+        now = self._clock.monotonic()
+        last = self._shed_logged_at.get(sink)
+        if last is None or now - last >= _SHED_LOG_EVERY_SECONDS:
+            self._shed_logged_at[sink] = now
+            log.warning("notification.shed", sink=sink, notification=notification.id,
+                        severity=notification.incident.severity.value, queued=len(self._queues[sink]))
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` for queued notifications, then stop the workers."""
@@ -102,7 +155,7 @@ class Dispatcher:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*(queue.join() for queue in self._queues.values()))
         except TimeoutError:
-            log.warning("notifications.undelivered_at_shutdown", pending=sum(q.qsize() for q in self._queues.values()))
+            log.warning("notifications.undelivered_at_shutdown", pending=sum(len(q) for q in self._queues.values()))
         for worker in self._workers.values():
             worker.cancel()
         await asyncio.gather(*self._workers.values(), return_exceptions=True)
@@ -110,14 +163,18 @@ class Dispatcher:
     async def _work(self, name: str) -> None:
         queue = self._queues[name]
         while True:
-            notification = await queue.get()
+            batch = await queue.get()
             try:
-                await self._deliver(self._sinks[name], notification)
+                await self._deliver(self._sinks[name], batch)
+            except Exception:
+                log.exception("notification.worker_error", sink=name, notification=batch[0].id)
             finally:
-                self._metrics.notifications_pending.dec()
+                self._metrics.notifications_pending.dec(len(batch))
                 queue.task_done()
 
-    async def _deliver(self, sink: Sink, notification: Notification) -> None:
+    async def _deliver(self, sink: Sink, batch: list[Notification]) -> None:
+        notification = grouped(batch)
+
         def too_old(_: RetryCallState) -> bool:
             return (self._clock.now() - notification.created_at).total_seconds() >= sink.config.max_age
 
@@ -125,7 +182,7 @@ class Dispatcher:
             stop=too_old,
             wait=_wait,
             retry=retry_if_exception(_retryable),
-            before_sleep=lambda state: self._attempt_failed(sink, notification, state),
+            before_sleep=lambda state: self._attempt_failed(sink, batch, state),
             sleep=self._sleep,
             reraise=True,
         )
@@ -135,30 +192,36 @@ class Dispatcher:
                     async with asyncio.timeout(sink.config.timeout + _SAFETY_MARGIN_SECONDS):
                         await sink.send(notification)
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            self._store.finish(notification.id, sink.name, "dead", self._clock.now(), _describe(exc))
-            self._metrics.notifications.labels(sink=sink.name, result="dead").inc()
+            self._finish(sink, batch, "dead", _describe(exc))
             log.error(
                 "notification.dead",
                 sink=sink.name,
                 notification=notification.id,
-                incident=notification.incident.id,
+                incidents=[item.incident.id for item in batch],
                 error=_describe(exc),
             )
             return
-        self._store.finish(notification.id, sink.name, "sent", self._clock.now())
-        self._metrics.notifications.labels(sink=sink.name, result="sent").inc()
+        self._finish(sink, batch, "sent")
         age = (self._clock.now() - notification.created_at).total_seconds()
         self._metrics.notification_delivery.labels(sink=sink.name).observe(max(age, 0.0))
-        log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value)
+        log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value,
+                 incidents=len(batch))
 
-    def _attempt_failed(self, sink: Sink, notification: Notification, state: RetryCallState) -> None:
+    def _finish(self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None) -> None:
+        """Record the outcome for every notification the message carried (a grouped one, each)."""
+        for item in batch:
+            self._store.finish(item.id, sink.name, state, self._clock.now(), error)
+        self._metrics.notifications.labels(sink=sink.name, result=state).inc(len(batch))
+
+    def _attempt_failed(self, sink: Sink, batch: list[Notification], state: RetryCallState) -> None:
         self._metrics.notifications.labels(sink=sink.name, result="failed").inc()
         exc = state.outcome.exception() if state.outcome else None
-        self._store.record_attempt(notification.id, sink.name, _describe(exc))
+        for item in batch:
+            self._store.record_attempt(item.id, sink.name, _describe(exc))
         log.warning(
             "notification.retry",
             sink=sink.name,
-            notification=notification.id,
+            notification=grouped(batch).id,
             attempt=state.attempt_number,
             wait_seconds=round(state.upcoming_sleep, 2),
             error=_describe(exc),
@@ -170,4 +233,4 @@ def _describe(exc: BaseException | None) -> str:
         return str(exc)
     if isinstance(exc, TimeoutError):
         return "timed out"
-    return f"{type(exc).__name__}: {exc}" if exc else "unknown error"
+    return scrub(f"{type(exc).__name__}: {exc}") if exc else "unknown error"

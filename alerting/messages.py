@@ -55,7 +55,7 @@ def render(notification: Notification) -> RenderedMessage:
     """The plain-text message for a notification; sinks escape it for their medium."""
     incident = notification.incident
     now = notification.created_at
-    template = _environment().get_template(f"{notification.kind.value}.txt.j2")
+    template = _environment().get_template(template_name(notification))
     paged_at = incident.paged_at or incident.opened_at
     text = template.render(
         notification=notification,
@@ -72,6 +72,12 @@ def render(notification: Notification) -> RenderedMessage:
         stamp=utc_stamp,
     )
     return RenderedMessage(title=text.splitlines()[0], text=text.rstrip() + "\n")
+
+
+def template_name(notification: Notification) -> str:
+    """A grouped resolution or status update has its own template; a GROUPED message is grouped initial alerts."""
+    grouped = notification.group and notification.kind is not NotificationKind.GROUPED
+    return f"{'grouped_' if grouped else ''}{notification.kind.value}.txt.j2"
 
 
 def template_problems(directory: str) -> list[str]:

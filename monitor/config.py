@@ -54,6 +54,11 @@ class MonitorSection(_Section):
     incident_log: str = Field(default="incidents.log", description="One line per incident event.")
     postmortem_dir: str = Field(default="postmortems", description="Where post-mortem drafts of P1/P2 are written.")
     shutdown_grace: Duration = Field(default=5.0, description="Time in-flight work gets at shutdown.")
+    retention: Duration = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description="Delivered, dead and shed notifications and resolved incidents older than this are pruned.",
+    )
     connectivity_check: str | None = Field(
         default=None,
         description="A URL or host:port that should always answer; while it fails, findings are unknown.",

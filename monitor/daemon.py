@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+from datetime import timedelta
 from typing import Any
 
 import aiohttp
@@ -12,7 +13,7 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
 from alerting.messages import use_templates_dir
-from checks.base import CheckContext
+from checks.base import Check, CheckContext
 from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
@@ -31,12 +32,16 @@ from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
-from monitor.store import SqliteStore, StateStore
+from monitor.store import SqliteStore, prune_expired
+from monitor.store_guard import GuardedStore
 
 log = structlog.get_logger("monitor.daemon")
 
 TICK_SECONDS = 1.0
+MAINTENANCE_SECONDS = 60.0
+"""How often finished outbox rows and resolved incidents past `[monitor] retention` are pruned."""
 CONNECTIVITY_CODE = "connectivity"
+STATE_STORE_CODE = "state_store"
 
 
 def register_secrets(config: Config) -> None:
@@ -76,6 +81,8 @@ class Daemon:
         self.ready = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
+        self._reload_again = False
+        self._maintainer: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -85,30 +92,50 @@ class Daemon:
         register_secrets(config)
 
     # The server reads these.
-    store: StateStore
+    store: GuardedStore
     scheduler: Scheduler
 
     def heartbeat_age(self) -> float:
         return self.clock.monotonic() - self.scheduler.last_heartbeat
 
+    @property
+    def store_problem(self) -> str | None:
+        """Why the state store cannot be written, while it cannot."""
+        return self.store.problem if hasattr(self, "store") else None
+
     def request_stop(self) -> None:
         self._stop.set()
 
     def request_reload(self) -> None:
+        """SIGHUP: reload now, or, during a reload, once more when it ends (so that the file
+        as last written is the one that runs); any number of signals meanwhile make one."""
         if self._reloading is None or self._reloading.done():
-            self._reloading = asyncio.create_task(self.reload(), name="config:reload")
+            self._reloading = asyncio.create_task(self._reload_until_current(), name="config:reload")
+        else:
+            self._reload_again = True
+
+    async def _reload_until_current(self) -> None:
+        while True:
+            self._reload_again = False
+            await self.reload()
+            if not self._reload_again:
+                return
 
     async def run(self, handle_signals: bool = True) -> None:
         if handle_signals:
             self._install_signal_handlers()
         use_templates_dir(self.config.settings.alerting.templates_dir)
-        self.store = SqliteStore(self.config.monitor.state_path)
+        path = self.config.monitor.state_path
+        self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
         self.http = http_session(self.config.monitor.concurrency)
         self.incidents = IncidentManager(
             self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
         )
         self._refresh_incident_gauges()
-        self.dispatcher = Dispatcher(self._build_sinks(self.config), self.store, self.metrics, self.clock)
+        self.dispatcher = Dispatcher(
+            self._build_sinks(self.config), self.store, self.metrics, self.clock,
+            group_at=self.config.settings.alerting.storm_threshold,
+        )
         self.dispatcher.resume()
         self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
         self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
@@ -124,8 +151,9 @@ class Daemon:
             await site.start()
             self.scheduler.start()
             for name in self.config.checks:
-                await self._schedule(name, self.config)
+                await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
+            self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
             self.ready = True
             log.info(
                 "daemon.started",
@@ -157,19 +185,33 @@ class Daemon:
             return
         old = self.config
         register_secrets(new)
+        changed = {name for name in old.checks if new.checks.get(name) != old.checks[name]}
+        # Everything new is built before anything is swapped: a check or sink that cannot be
+        # built leaves the running configuration whole.
+        built: list[Check] = []
+        try:
+            for name in new.checks:
+                if name in changed or name not in old.checks:
+                    built.append(self._create_check(name, new))
+            kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
+            sinks = self._build_sinks(new, keep=kept)
+        except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; the old config stays
+            for check in built:
+                await check.aclose()
+            problem = f"{type(exc).__name__}: {exc}"
+            log.error("config.reload_rejected", problems=[problem], keeping="the running configuration")
+            return
         use_templates_dir(new.settings.alerting.templates_dir)
-        for name in old.checks:
-            if new.checks.get(name) != old.checks[name]:
-                await (await self.scheduler.remove(name)).aclose()
-                if name not in new.checks:
-                    self.metrics.forget_check(name)
-                    self.last_runs.pop(name, None)
+        for name in changed:
+            await (await self.scheduler.remove(name)).aclose()
+            if name not in new.checks:
+                self.metrics.forget_check(name)
+                self.last_runs.pop(name, None)
         self.config = new
-        for name in new.checks:
-            if name not in self.scheduler.checks:
-                await self._schedule(name, new)
-        kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
-        self.dispatcher.replace_sinks(self._build_sinks(new, keep=kept))
+        for check in built:
+            await self._start_check(check, new)
+        self.dispatcher.replace_sinks(sinks)
+        self.dispatcher.group_at(new.settings.alerting.storm_threshold)
         self.notifier.config = new
         self.context.update_config(new)
         self.connectivity = self._connectivity_probe(new)
@@ -184,13 +226,15 @@ class Daemon:
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
-    async def _schedule(self, name: str, config: Config) -> None:
-        check_config = config.checks[name]
-        check = registry.create_check(name, check_config, CheckContext(self.http, self.clock, self.metrics))
+    def _create_check(self, name: str, config: Config) -> Check:
+        return registry.create_check(name, config.checks[name], CheckContext(self.http, self.clock, self.metrics))
+
+    async def _start_check(self, check: Check, config: Config) -> None:
+        check_config = config.checks[check.name]
         try:
             await check.start()
         except Exception as exc:  # noqa: BLE001 - a check that cannot start still runs and reports why
-            log.warning("check.start_failed", check=name, error=f"{type(exc).__name__}: {exc}")
+            log.warning("check.start_failed", check=check.name, error=f"{type(exc).__name__}: {exc}")
         assert check_config.interval is not None and check_config.timeout is not None
         self.scheduler.add(check, check_config.interval, check_config.timeout)
 
@@ -246,6 +290,7 @@ class Daemon:
     async def _tick_forever(self) -> None:
         while True:
             try:
+                self._watch_store()
                 self.context.apply_recorded_actions()
                 self._publish(self.incidents.tick())
                 self.notifier.flush()
@@ -253,6 +298,36 @@ class Daemon:
             except Exception:
                 log.exception("incidents.tick_failed")
             await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)
+
+    def _watch_store(self) -> None:
+        """Write what waits; while the store cannot be written, one incident about the monitor
+        itself says so (delivered from memory to every sink)."""
+        self.store.retry()
+        problem = self.store.problem
+        if problem is None:
+            self._publish(self.incidents.clear_monitor_incident(STATE_STORE_CODE, "the state store takes writes again"))
+            return
+        summary = (
+            f"the state store {self.store.path} cannot be written ({problem}): notifications are "
+            "delivered from memory and written once it can be; a restart meanwhile may lose them"
+        )
+        self._publish(self.incidents.raise_monitor_incident(STATE_STORE_CODE, summary, Severity.P2))
+
+    async def _maintain_forever(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.monotonic() + MAINTENANCE_SECONDS)
+            try:
+                await self.prune()
+            except Exception:
+                log.exception("store.maintenance_failed")
+
+    async def prune(self) -> int:
+        """Delete what `[monitor] retention` no longer keeps (see prune_expired)."""
+        before = self.clock.now() - timedelta(seconds=self.config.monitor.retention)
+        pruned = await prune_expired(self.store, before)
+        if pruned:
+            log.info("store.pruned", rows=pruned, older_than=before.isoformat())
+        return pruned
 
     def _refresh_due_sinks(self) -> None:
         """Sinks that forget what is not repeated (Alertmanager) hear the open incidents again
@@ -305,7 +380,7 @@ class Daemon:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         systemd.stopping(status="stopping")
-        for task in (self._watchdog, self._ticker, *self._refreshing.values()):
+        for task in (self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()):
             if task is not None:
                 task.cancel()
         self.ready = False

@@ -162,6 +162,9 @@ class IncidentManager:
     def _still_failing(self, incident: Incident, finding: Finding, severity: Severity) -> list[IncidentEvent]:
         now = self._clock.now()
         incident.failing_runs += 1
+        # Written only when it changes: a failing run that says nothing new writes nothing
+        # (the run count is written with the next change).
+        changed = incident.summary != finding.summary or incident.evidence != list(finding.evidence)
         incident.summary = finding.summary
         incident.evidence = list(finding.evidence)
         events = []
@@ -173,7 +176,9 @@ class IncidentManager:
             self._log.write(now, "severity raised", incident, change)
             if incident.paged:
                 events.append(self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous))
-        self._store.save_incident(incident)
+            changed = True
+        if changed:
+            self._store.save_incident(incident)
         return events
 
     def _passed(
@@ -218,7 +223,7 @@ class IncidentManager:
             dependency.record(
                 now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}"
             )
-        self._store.save_incident(dependency)
+            self._store.save_incident(dependency)
 
     # Flapping
 

@@ -66,8 +66,14 @@ class MonitorMetrics:
         )
         self.notifications = Counter(
             "health_monitor_notifications",
-            "Notification deliveries by sink and result (sent, failed, dead).",
+            "Notification deliveries by sink and result (sent, failed, dead, shed).",
             ["sink", "result"],
+            registry=r,
+        )
+        self.state_store_errors = Counter(
+            "health_monitor_state_store_errors",
+            "State store calls that failed (a full disk, an I/O error), by operation.",
+            ["operation"],
             registry=r,
         )
         self.notifications_pending = Gauge(

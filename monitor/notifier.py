@@ -7,7 +7,9 @@ just reached, a response-time breach to the current level (plus the unlevelled s
 
 Storm control: once `storm_threshold` initial alerts went out within `storm_window`, further
 initial alerts below P1 wait, and at the end of the window go out together as one grouped
-message. A P1 initial alert is never held."""
+message. A P1 initial alert is never held; P1 alerts, resolutions and status updates that
+flood a sink (`storm_threshold` of a kind waiting for it) go out grouped as soon as the sink
+is free (alerting/queue.py)."""
 
 from collections import deque
 from collections.abc import Callable
@@ -68,26 +70,11 @@ class Notifier:
         if not now and self._clock.now() < window_end:
             return
         held, self._held, self._held_since = self._held, [], None
-        if len(held) == 1:
-            self._dispatcher.submit(self.notification(held[0]), self.audience(held[0]))
-            return
-        grouped = self.notification(held[0]).model_copy(
-            update={
-                "id": f"group:{held[0].incident.id}:{len(held)}",
-                "kind": NotificationKind.GROUPED,
-                "group": tuple(event.incident for event in held),
-            }
-        )
-        self._dispatcher.submit(grouped, self._combined_audience(held))
-
-    def _combined_audience(self, events: list[IncidentEvent]) -> set[str] | None:
-        combined: set[str] = set()
-        for event in events:
-            audience = self.audience(event)
-            if audience is None:
-                return None
-            combined |= audience
-        return combined
+        # Each alert is recorded in the outbox as its own (so a restart knows each incident
+        # was announced) and each sink sends those it hears as one grouped message.
+        together = f"storm:{held[0].incident.id}" if len(held) > 1 else None
+        for event in held:
+            self._dispatcher.submit(self.notification(event), self.audience(event), together)
 
     def _storming(self, event: IncidentEvent) -> bool:
         now = self._clock.now()

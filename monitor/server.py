@@ -32,6 +32,9 @@ class DaemonView(Protocol):
 
     def heartbeat_age(self) -> float: ...
 
+    @property
+    def store_problem(self) -> str | None: ...
+
     def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
 
 
@@ -55,6 +58,9 @@ def build_app(daemon: DaemonView) -> web.Application:
     async def readyz(_: web.Request) -> web.Response:
         if not daemon.ready:
             return web.json_response({"status": "starting"}, status=503)
+        if daemon.store_problem is not None:
+            reason = f"state store cannot be written: {daemon.store_problem}"
+            return web.json_response({"status": "degraded", "reason": reason}, status=503)
         return web.json_response({"status": "ready"})
 
     @routes.get("/api/incidents")

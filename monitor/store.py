@@ -1,15 +1,19 @@
 """The state store: incidents and the notification outbox, so that both survive a restart.
 SQLite by default; anything with the `StateStore` shape can replace it."""
 
+import asyncio
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
 from monitor.model import Incident
 
-DeliveryState = Literal["pending", "sent", "dead"]
+DeliveryState = Literal["pending", "sent", "dead", "shed"]
+
+PRUNE_BATCH = 500
+"""Rows deleted per statement when pruning, so that no write waits long behind it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,30 @@ class StateStore(Protocol):
 
     def remove_silence(self, silence_id: int) -> bool: ...
 
+    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
+        """Delete up to `limit` finished outbox rows and resolved incidents older than
+        `before`; how many rows went (call again while it returns `limit`)."""
+        ...
+
+    def checkpoint(self) -> None:
+        """Fold the write-ahead log back into the database file, so that neither grows unbounded."""
+        ...
+
     def close(self) -> None: ...
+
+
+async def prune_expired(store: StateStore, before: datetime) -> int:
+    """Delete finished deliveries and resolved incidents older than `before`, a small batch
+    at a time so that checks and deliveries go on between batches, then checkpoint the
+    write-ahead log; how many rows went."""
+    pruned = 0
+    while (batch := store.prune(before, PRUNE_BATCH)) > 0:
+        pruned += batch
+        await asyncio.sleep(0)
+        if batch < PRUNE_BATCH:
+            break
+    store.checkpoint()
+    return pruned
 
 
 class SqliteStore:
@@ -168,12 +195,21 @@ class SqliteStore:
             raise StoreError(f"cannot open the state store {self.path}: {exc}") from None
 
     def create_incident(self, incident: Incident) -> Incident:
-        cursor = self._db.execute(
-            "INSERT INTO incidents (key, state, opened_at, document) VALUES (?, ?, ?, '')",
-            (incident.key, incident.state, incident.opened_at.isoformat()),
-        )
-        stored = incident.model_copy(update={"id": cursor.lastrowid})
-        self.save_incident(stored)
+        # An incident that already has an id was opened while the store could not write,
+        # and is written now under the id it was given then.
+        self._db.execute("BEGIN")
+        try:
+            cursor = self._db.execute(
+                "INSERT INTO incidents (id, key, state, opened_at, document) VALUES (?, ?, ?, ?, '')",
+                (incident.id or None, incident.key, incident.state, incident.opened_at.isoformat()),
+            )
+            stored = incident if incident.id else incident.model_copy(update={"id": cursor.lastrowid})
+            self.save_incident(stored)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.rollback()
+            raise
         return stored
 
     def save_incident(self, incident: Incident) -> None:
@@ -270,6 +306,25 @@ class SqliteStore:
     def remove_silence(self, silence_id: int) -> bool:
         cursor = self._db.execute("UPDATE silences SET removed = 1 WHERE id = ? AND removed = 0", (silence_id,))
         return cursor.rowcount == 1
+
+    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
+        # Seconds precision without a zone: compares as text with both the outbox's
+        # isoformat() and the incident documents' JSON timestamps (all UTC).
+        cutoff = before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        outbox = self._db.execute(
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending'"
+            " AND finished_at < ? LIMIT ?)",
+            (cutoff, limit),
+        ).rowcount
+        incidents = self._db.execute(
+            "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE state = 'resolved'"
+            " AND json_extract(document, '$.resolved_at') < ? LIMIT ?)",
+            (cutoff, limit),
+        ).rowcount
+        return max(outbox, incidents)
+
+    def checkpoint(self) -> None:
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         self._db.close()

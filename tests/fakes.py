@@ -31,6 +31,11 @@ class FakeClock:
         heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         await future
 
+    @property
+    def sleeping(self) -> bool:
+        """Whether some task waits for this clock."""
+        return any(not future.done() for _, _, future in self._sleepers)
+
     def consume(self, seconds: float) -> None:
         """Let time pass inside a running coroutine, as a slow operation would."""
         self._monotonic += seconds

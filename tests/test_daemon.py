@@ -201,3 +201,41 @@ async def test_alertmanager_hears_open_incidents_again_every_resend_interval(tmp
         firing = [batch for batch in posts if any(alert["labels"]["check"] == "api" for alert in batch)]
         assert len(firing) >= 2
         assert all(alert["labels"]["alertname"] == "HealthMonitorIncident" for batch in firing for alert in batch)
+
+
+async def test_sighups_during_a_reload_leave_the_last_file_written_live(running, monkeypatch) -> None:
+    """Failure 5 of issue 10: 20 SIGHUPs 3 ms apart after 20 edits left version 17 live."""
+    daemon, path, _, _ = running
+    original = path.read_text()
+
+    async def slow_start(_check: object) -> None:  # as a check connecting to its database
+        await asyncio.sleep(0.01)
+
+    monkeypatch.setattr("checks.http.HttpCheck.start", slow_start)
+    for version in range(1, 21):
+        edited = original.replace('name = "in-process"', f'name = "version-{version}"')
+        path.write_text(edited.replace('interval = "100ms"', f'interval = "{100 + version}ms"'))
+        daemon.request_reload()
+        await asyncio.sleep(0.003)
+    await wait_until(lambda: daemon._reloading is not None and daemon._reloading.done(), "the reloads to end")
+    assert daemon.config.monitor.name == "version-20"
+
+
+async def test_a_reload_whose_sink_cannot_be_built_keeps_the_old_config_whole(running, monkeypatch) -> None:
+    daemon, path, _, _ = running
+    before = daemon.config
+    path.write_text(
+        path.read_text().replace("[checks.api]", "[checks.web]") + '\n[sinks.broken]\ntype = "console"\n'
+    )
+
+    def refuse(name: str, *_: object) -> None:
+        raise RuntimeError(f"sink {name} cannot start")
+
+    monkeypatch.setattr("monitor.daemon.registry.create_sink", refuse)
+    with structlog.testing.capture_logs() as logged:
+        await daemon.reload()
+
+    assert daemon.config is before
+    assert list(daemon.scheduler.checks) == ["api"]
+    (rejected,) = [entry for entry in logged if entry["event"] == "config.reload_rejected"]
+    assert rejected["problems"] == ["RuntimeError: sink broken cannot start"]

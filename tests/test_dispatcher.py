@@ -156,7 +156,8 @@ async def test_min_severity_routes_p3_away_from_a_p2_sink(make_slack, dispatch) 
     dispatcher.submit(notification(severity=Severity.P3, id=8))
     dispatcher.submit(notification(severity=Severity.P1))
     await dispatcher.drain(timeout=10)
-    assert [p["text"].splitlines()[1] for p in everyone.received] == ["Severity: P3", "Severity: P1"]
+    # most severe first
+    assert [p["text"].splitlines()[1] for p in everyone.received] == ["Severity: P1", "Severity: P3"]
     assert [p["text"].splitlines()[1] for p in leads.received] == ["Severity: P1"]
 
 

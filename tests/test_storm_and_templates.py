@@ -66,3 +66,27 @@ def test_check_config_rejects_a_broken_template_with_its_line(tmp_path: Path, te
     (templates / "initial.txt.j2").write_text("fine {{ incident.check }}\n")
     assert main(["check-config", "--config", str(path)]) == 2
     assert "resolution.txt.j2" in capsys.readouterr().err
+
+
+async def test_a_restart_after_a_storm_pages_no_incident_twice(tmp_path, fake_clock) -> None:
+    """Failure 3 of issue 10: the grouped message's outbox row named its first incident only,
+    so after a clean restart 5 of the 6 grouped incidents were paged again."""
+    checks = "".join(http_check(f"c{i}", failure_threshold="1") for i in range(8))
+    storm = '[alerting]\nstorm_threshold = 2\nstorm_window = "1m"\n'
+    harness = Harness(write_config(tmp_path, checks, storm, sinks=("log",)), fake_clock)
+    try:
+        for i in range(8):
+            await harness.observe(f"c{i}", [Finding("down", Status.CRITICAL, "down", Severity.P2)])
+        await harness.minutes(1.05)
+        before = list(harness.sinks["log"].received)
+        announced = [i.key for r in before for i in (r.notification.group or (r.notification.incident,))]
+        assert sorted(announced) == [f"c{i}/down" for i in range(8)]
+        assert before[-1].kind is Kind.GROUPED and len(before[-1].notification.group) == 6
+
+        await harness.restart()
+        harness.notifier.publish(harness.manager.unannounced_pages())
+        await harness.minutes(1.05)
+
+        assert harness.sinks["log"].received == before
+    finally:
+        await harness.close()

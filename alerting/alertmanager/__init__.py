@@ -116,11 +116,14 @@ def firing_until(now: datetime, config: AlertmanagerSinkConfig) -> datetime:
 
 
 def alerts_for(notification: Notification, config: AlertmanagerSinkConfig, now: datetime) -> list[PostableAlert]:
-    """Resolution ends the alert; any other message (re-)fires it, and a grouped message
-    fires one alert per incident it holds that this sink admits."""
+    """Resolution ends the alert (a grouped resolution, each); any other message (re-)fires it,
+    and a grouped message fires one alert per incident it holds that this sink admits."""
     incident, monitor = notification.incident, notification.monitor
     if notification.kind is NotificationKind.RESOLUTION:
-        return [build_alert(incident, monitor, config, ends_at=incident.resolved_at or now)]
+        return [
+            build_alert(item, monitor, config, ends_at=item.resolved_at or now)
+            for item in notification.group or (incident,)
+        ]
     if notification.group:
         admitted = [item for item in notification.group if item.severity.at_least(config.min_severity)]
         return [build_alert(item, monitor, config, ends_at=firing_until(now, config)) for item in admitted]
