@@ -27,6 +27,7 @@ DEBIAN_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "chromium": "chromium",
+    "amtool": "prometheus-alertmanager",
 }
 
 # No proxy from the environment: every request of these tests goes to 127.0.0.1.
