@@ -126,7 +126,7 @@ def test_check_config_passes_from_a_clean_install(image_venv: Path) -> None:
         cwd=image_venv.parent,
     )
     assert result.returncode == 0, result.stderr
-    assert "4 checks" in result.stdout and "0.0.0.0:9108" in result.stdout
+    assert "4 checks" in result.stdout and "0.0.0.0:8573" in result.stdout
     assert "s3cret-compose-password" not in result.stdout + result.stderr
 
 
@@ -141,7 +141,7 @@ def test_the_image_command_runs_and_answers_its_healthcheck(image_venv: Path, tm
     try:
         daemon.start()
         python, *arguments = healthcheck_command()
-        probe = [str(image_venv / "bin" / python), *(part.replace(":9108/", f":{port}/") for part in arguments)]
+        probe = [str(image_venv / "bin" / python), *(part.replace(":8573/", f":{port}/") for part in arguments)]
         wait_until(lambda: run(probe).returncode == 0, "the image's HEALTHCHECK to pass")
         status, page = http_get(daemon.url("/"))
         assert status == 200 and "compose-demo" in page
@@ -155,7 +155,7 @@ def test_the_image_command_runs_and_answers_its_healthcheck(image_venv: Path, tm
 def loopback_copy(text: str, state_dir: Path, port: int, closed_port: int) -> str:
     """The example config with its listen address, state paths and compose hosts moved onto this
     machine: the daemon on 127.0.0.1:`port`, every other service on a closed loopback port."""
-    text = text.replace("0.0.0.0:9108", f"127.0.0.1:{port}").replace("127.0.0.1:9108", f"127.0.0.1:{port}")
+    text = text.replace("0.0.0.0:8573", f"127.0.0.1:{port}").replace("127.0.0.1:8573", f"127.0.0.1:{port}")
     text = text.replace("/var/lib/health-monitor/", f"{state_dir}/state/")
     for host in COMPOSE_HOSTS:
         text = re.sub(rf"://{host}:\d+", f"://127.0.0.1:{closed_port}", text)
@@ -192,7 +192,7 @@ def test_compose_runs_the_daemon_beside_prometheus_alertmanager_and_postgres(yam
     assert "DATABASE_URL" in EXAMPLE_CONFIG.read_text()
     scrape = yaml_documents["prometheus/prometheus.yml"]["scrape_configs"][0]
     assert scrape["job_name"] == "health-monitor"
-    assert scrape["static_configs"][0]["targets"] == ["monitor:9108"]
+    assert scrape["static_configs"][0]["targets"] == ["monitor:8573"]
 
 
 def test_every_file_compose_mounts_exists(yaml_documents: dict) -> None:
