@@ -81,10 +81,18 @@ def docker_engine(log: Path) -> Iterator[DockerEngine]:
             except subprocess.TimeoutExpired:
                 daemon.kill()
                 daemon.wait()
-            shutil.rmtree(runtime, ignore_errors=True)
+            _remove(runtime)
 
 
 def _answers(engine: DockerEngine, daemon: subprocess.Popen[bytes], log: Path) -> bool:
     if daemon.poll() is not None:
         raise AssertionError(f"dockerd exited with {daemon.returncode}:\n{log.read_text()[-3000:]}")
     return engine.docker("version", timeout=10).returncode == 0
+
+
+def _remove(runtime: Path) -> None:
+    """The daemon's runtime directory, with the network namespace it leaves mounted there."""
+    mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    for mount_point in sorted((m for m in mounts if m.startswith(f"{runtime}/")), reverse=True):
+        run(["umount", "--lazy", mount_point])
+    shutil.rmtree(runtime, ignore_errors=True)
