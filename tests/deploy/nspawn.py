@@ -67,15 +67,25 @@ def booted(rootfs: Rootfs, name: str, binds: dict[Path, str], console: Path) -> 
 
 
 def _wait_for_leader(nspawn: subprocess.Popen[bytes], console: Path) -> int:
+    """The container's systemd: nspawn's child once it has exec'd init (before that, the child
+    is nspawn's own short-lived helper)."""
     children = Path(f"/proc/{nspawn.pid}/task/{nspawn.pid}/children")
+    found: list[int] = []
 
     def leader() -> bool:
         if nspawn.poll() is not None:
             raise AssertionError(f"systemd-nspawn exited with {nspawn.returncode}:\n{_tail(console)}")
-        return bool(children.read_text().split())
+        for pid in children.read_text().split():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "systemd":
+                    found.append(int(pid))
+                    return True
+            except FileNotFoundError:
+                continue
+        return False
 
-    wait_until(leader, "the container's init", timeout=30)
-    return int(children.read_text().split()[0])
+    wait_until(leader, "the container's systemd", timeout=30)
+    return found[0]
 
 
 def _system_up(machine: Machine) -> bool:
