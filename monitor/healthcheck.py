@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from monitor.config import ConfigError, load_config
 
 WILDCARD_HOSTS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}
+TIMEOUT = 4.0  # seconds; under the HEALTHCHECK's --timeout=5s
 # A proxy from the environment must not see (or break) a request to ourselves.
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -27,7 +28,6 @@ def healthz_url(host: str, port: int) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m monitor.healthcheck", description=__doc__.split("\n")[0])
     parser.add_argument("--config", help="monitor.toml (default: $MONITOR_CONFIG, else ./monitor.toml)")
-    parser.add_argument("--timeout", type=float, default=4.0, help="seconds to wait for the answer")
     args = parser.parse_args(argv)
     try:
         server = load_config(args.config).server
@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     url = healthz_url(server.host, server.port)
     try:
-        with _OPENER.open(url, timeout=args.timeout) as response:
+        with _OPENER.open(url, timeout=TIMEOUT) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code
