@@ -1,8 +1,8 @@
 """deploy/systemd/health-monitor.service started for real: a Debian system booted with
 systemd-nspawn, health-monitor installed into it from this checkout as the README says, and
 the unit started (systemd waits for READY=1), reloaded (RELOADING=1 ... READY=1, the new
-config in effect, the same process) and stopped (exit 0). The trees are minimal: no procps,
-so no /bin/kill to reload with.
+config in effect, the same process) and stopped (exit 0), with deploy/systemd/monitor.toml.
+The trees are minimal: no procps, so no /bin/kill to reload with.
 
   trixie   systemd 257: the unit as shipped, Type=notify-reload
   bookworm systemd 252: the unit plus the drop-in for systemd before 253"""
@@ -24,21 +24,10 @@ PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-venv", "ca-ce
 
 
 def config(port: int, extra: str = "") -> str:
-    return f"""
-[monitor]
-name = "booted"
-state_path = "/var/lib/health-monitor/health-monitor.db"
-incident_log = "/var/lib/health-monitor/incidents.log"
-postmortem_dir = "/var/lib/health-monitor/postmortems"
-
-[server]
-listen = "127.0.0.1:{port}"
-
-[checks.self]
-type = "http"
-url = "http://127.0.0.1:{port}/healthz"
-interval = "1s"
-{extra}"""
+    """deploy/systemd/monitor.toml on a free port (the container shares the host's network)."""
+    shipped = (SYSTEMD / "monitor.toml").read_text()
+    assert shipped.count(":8573") == 2, "listen and the self check"
+    return shipped.replace(":8573", f":{port}") + extra
 
 
 SECOND_CHECK = """
@@ -91,6 +80,8 @@ def test_the_unit_starts_reloads_and_stops_under_systemd(machine: tuple[Machine,
     assert (started["Type"], started["ActiveState"], started["SubState"]) == (expected_type, "active", "running")
     assert "listening on 127.0.0.1" in started["StatusText"], started
     assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    state = system.root / "var/lib/private/health-monitor"  # DynamicUser's StateDirectory
+    wait_until(lambda: (state / "health-monitor.db").exists(), "the state store in the state directory")
 
     settings.write_text(config(port, SECOND_CHECK.format(port=port)))
     system.check("systemctl", "reload", UNIT, timeout=60)
