@@ -35,8 +35,9 @@ setup() {
     fi
 }
 
-# The real peers the tests start themselves: PostgreSQL, Prometheus and promtool, Alertmanager,
-# systemd-analyze and headless Chromium, from Debian's packages.
+# The real peers the tests start themselves: PostgreSQL, Prometheus and promtool, Alertmanager
+# and amtool, systemd-analyze, headless Chromium, and for the deploy tests a Docker engine and
+# docker-compose, debootstrap and systemd-nspawn, from Debian's packages.
 system_packages() {
     local missing=()
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -44,6 +45,10 @@ system_packages() {
     command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
     command -v systemd-analyze >/dev/null || missing+=(systemd)
     command -v chromium >/dev/null || missing+=(chromium)
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v docker-compose >/dev/null || missing+=(docker-compose)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
     [ ${#missing[@]} -gt 0 ] || return 0
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
         echo "dev.sh: installing ${missing[*]} (Debian packages the tests need)" >&2

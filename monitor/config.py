@@ -68,7 +68,7 @@ class MonitorSection(_Section):
 
 
 class ServerSection(_Section):
-    listen: str = Field(default="127.0.0.1:9108", description="host:port of /metrics, /healthz and the API.")
+    listen: str = Field(default="127.0.0.1:8573", description="host:port of /metrics, /healthz and the API.")
     api_token_env: SecretEnv | None = Field(default=None, description="Bearer token required by POST endpoints.")
 
     @field_validator("listen")

@@ -7,11 +7,16 @@ no-op, and a failed send is logged, never raised: telling systemd must not break
     STOPPING=1         shutdown started
     WATCHDOG=1         the scheduler loop is alive; sent every WatchdogSec / 2
     STATUS=...         one line shown by `systemctl status`
+
+`python -m monitor.systemd reload` is the ExecReload= of systemd before 253 (no
+Type=notify-reload there): SIGHUP to $MAINPID without /bin/kill, which minimal systems lack.
 """
 
 import asyncio
 import os
+import signal
 import socket
+import sys
 import time
 from collections.abc import Callable
 
@@ -20,6 +25,7 @@ import structlog
 log = structlog.get_logger("monitor.systemd")
 
 NOTIFY_SOCKET = "NOTIFY_SOCKET"
+MAINPID = "MAINPID"
 WATCHDOG_USEC = "WATCHDOG_USEC"
 WATCHDOG_PID = "WATCHDOG_PID"
 
@@ -102,3 +108,25 @@ async def watchdog_loop(interval: float, alive: Callable[[], bool]) -> None:
 
 def _status(text: str | None) -> tuple[str, ...]:
     return (f"STATUS={' '.join(text.split())}",) if text else ()
+
+
+def signal_reload() -> int:
+    """SIGHUP to the service's main process, named by $MAINPID (systemd sets it for ExecReload=)."""
+    raw_pid = os.environ.get(MAINPID, "")
+    if not raw_pid.isdigit() or int(raw_pid) <= 1:
+        shown = raw_pid or "unset"
+        print(f"health-monitor: ${MAINPID} is {shown}: run this as the unit's ExecReload=", file=sys.stderr)
+        return 2
+    try:
+        os.kill(int(raw_pid), signal.SIGHUP)
+    except OSError as exc:
+        print(f"health-monitor: cannot signal the main process {raw_pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["reload"]:
+        print("usage: python -m monitor.systemd reload", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(signal_reload())

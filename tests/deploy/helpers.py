@@ -27,6 +27,13 @@ DEBIAN_PACKAGES = {
     "promtool": "prometheus",
     "prometheus": "prometheus",
     "chromium": "chromium",
+    "amtool": "prometheus-alertmanager",
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "nsenter": "util-linux",
+    "dockerd": "docker.io",
+    "docker": "docker.io",
+    "docker-compose": "docker-compose",
 }
 
 # No proxy from the environment: every request of these tests goes to 127.0.0.1.

@@ -38,7 +38,7 @@ name = "sentia-production"
 interval = "60s"
 concurrency = 200
 [server]
-listen = "127.0.0.1:9108"
+listen = "127.0.0.1:8573"
 [severity.P1]
 response = "15m"
 update_every = "15m"

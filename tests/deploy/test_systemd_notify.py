@@ -3,6 +3,8 @@
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -140,3 +142,40 @@ async def test_the_watchdog_loop_pings_only_while_the_loop_is_alive(listener: No
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert listener.pending() == [["WATCHDOG=1"]] * 3
+
+
+def test_the_reload_command_sends_sighup_to_mainpid(tmp_path: Path) -> None:
+    """`python -m monitor.systemd reload`, the ExecReload= of systemd before 253."""
+    received = tmp_path / "received"
+    recorder = [sys.executable, "-c", HUP_RECORDER, str(received)]
+    with subprocess.Popen(recorder, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "waiting\n"
+            reload = _reload_command({"MAINPID": str(child.pid)})
+            assert reload.returncode == 0, reload.stderr
+            assert child.wait(timeout=10) == 0
+        finally:
+            child.kill()
+    assert received.read_text() == "SIGHUP"
+
+
+def test_the_reload_command_without_mainpid_says_where_it_belongs() -> None:
+    reload = _reload_command({})
+    assert reload.returncode == 2
+    assert reload.stderr == "health-monitor: $MAINPID is unset: run this as the unit's ExecReload=\n"
+
+
+HUP_RECORDER = """
+import pathlib, signal, sys
+signal.signal(signal.SIGHUP, lambda *_: (pathlib.Path(sys.argv[1]).write_text("SIGHUP"), sys.exit(0)))
+print("waiting", flush=True)
+signal.pause()
+"""
+
+
+def _reload_command(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k != "MAINPID"}
+    return subprocess.run(
+        [sys.executable, "-m", "monitor.systemd", "reload"],
+        env={**clean, **env}, capture_output=True, text=True, timeout=30, check=False,
+    )

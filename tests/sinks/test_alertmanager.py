@@ -43,7 +43,7 @@ def message(kind: NotificationKind, subject: Incident, monitor: str, **changes: 
 
 
 def alertmanager_sink(alertmanager: Alertmanager, context: SinkContext, **keys: Any) -> AlertmanagerSink:
-    raw = {"type": "alertmanager", "url": alertmanager.url, "generator_url": "http://127.0.0.1:9108/"}
+    raw = {"type": "alertmanager", "url": alertmanager.url, "generator_url": "http://127.0.0.1:8573/"}
     return AlertmanagerSink("alertmanager", AlertmanagerSink.Config.model_validate(raw | keys), context)
 
 
@@ -69,7 +69,7 @@ async def test_the_firing_alert_is_listed_then_resolved(alertmanager: Alertmanag
     assert "Impact: customers cannot load the dashboard" in alert["annotations"]["description"]
     assert when(alert["startsAt"]) == subject.opened_at
     assert when(alert["endsAt"]) > datetime.now(UTC)
-    assert alert["generatorURL"] == "http://127.0.0.1:9108/"
+    assert alert["generatorURL"] == "http://127.0.0.1:8573/"
 
     await sink.send(message(NotificationKind.RESOLUTION, subject, "am-resolve"))
     assert await alertmanager.wait_for(http_session, "am-resolve", lambda alerts: not alerts) == []
