@@ -19,6 +19,7 @@ from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
 from monitor import __version__, logs, registry
 from monitor.clock import SystemClock
+from monitor.cluster.command import CLUSTER_HELP, add_cluster_arguments, run_cluster_command
 from monitor.config import Config, ConfigError, load_config
 from monitor.context.cli import ACTION_HELP, add_action_arguments
 from monitor.context.command import run_action_command
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     ack.add_argument("--note", default="", help="what you are doing about it")
 
     add_action_arguments(command("action", run_action_command, ACTION_HELP))
+    add_cluster_arguments(command("cluster", run_cluster_command, CLUSTER_HELP))
 
     postmortem = command("postmortem", _postmortem, "Print (or write) the post-mortem draft of an incident.")
     postmortem.add_argument("id", type=int, help="incident id")

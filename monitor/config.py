@@ -5,6 +5,7 @@ each check and sink against its plugin's own `Config`. Every mistake becomes one
 
 import os
 import re
+import socket
 import tomllib
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from alerting.base import SinkConfig
 from alerting.messages import template_problems
 from checks.base import CheckConfig
 from monitor import registry
+from monitor.cluster.lease import MIN_LEASE
 from monitor.context.config import ContextSection, context_problems
 from monitor.durations import Duration
 from monitor.model import Severity
@@ -43,6 +45,10 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_node() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class MonitorSection(_Section):
@@ -65,6 +71,18 @@ class MonitorSection(_Section):
     )
     flap_low_threshold: float = Field(default=20.0, ge=0, le=100, description="Percent state change ending flapping.")
     flap_high_threshold: float = Field(default=30.0, ge=0, le=100, description="Percent state change starting it.")
+    node: str = Field(
+        default_factory=default_node,
+        min_length=1,
+        max_length=128,
+        pattern=r"^\S+$",
+        description="This replica's name among replicas sharing a PostgreSQL state store (default: host name-pid).",
+    )
+    leader_lease: Duration = Field(
+        default=15.0,
+        ge=MIN_LEASE,
+        description="How long a leader's lease lasts unrenewed; a dead leader is replaced within about this long.",
+    )
 
 
 class ServerSection(_Section):

@@ -16,6 +16,9 @@ from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
 from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
+from monitor.cluster.api import add_cluster_routes
+from monitor.cluster.metrics import ClusterMetrics
+from monitor.cluster.single import SingleProcess
 from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
 from monitor.context.api import add_context_routes
@@ -142,13 +145,16 @@ class Daemon:
         self._publish(self.incidents.unannounced_pages())
         self.connectivity = self._connectivity_probe(self.config)
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
+        self.cluster = SingleProcess(self.config.monitor.node, path, self.clock, ClusterMetrics(self.metrics.registry))
         app = build_app(self)
         add_context_routes(app, self)
+        add_cluster_routes(app, self.cluster)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
             await site.start()
+            self.cluster.start()
             self.scheduler.start()
             for name in self.config.checks:
                 await self._start_check(self._create_check(name, self.config), self.config)
@@ -392,6 +398,7 @@ class Daemon:
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()
         await runner.cleanup()
+        await self.cluster.aclose()
         await self.http.close()
         self.store.close()
         log.info("daemon.stopped")
