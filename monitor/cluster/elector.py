@@ -237,8 +237,9 @@ class Elector:
             sleeper.cancel()
             waker.cancel()
 
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+    def _on_notify(self, _connection: object, _pid: int, _channel: str, resigned: str) -> None:
+        if resigned != self.node:
+            self._wake.set()
 
     async def _watch_trust(self) -> None:
         while True:

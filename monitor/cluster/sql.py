@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS cluster_members (
 
 LEASE_NAME = "leader"
 WAKE_CHANNEL = "health_monitor_cluster"
-"""NOTIFY on resignation: standbys try at once instead of at their next poll."""
+"""NOTIFY on resignation, the payload naming who resigned: standbys try at once instead of at
+their next poll (the resigning replica, which listens too, ignores its own)."""
 
 ENSURE_LEASE_ROW = "INSERT INTO cluster_lease (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
 
@@ -51,7 +52,7 @@ WITH resigned AS (
     WHERE name = $1 AND leader = $2 AND epoch = $3
     RETURNING name
 )
-SELECT pg_notify($4, name) FROM resigned
+SELECT pg_notify($4, $2) FROM resigned
 """
 
 HEARTBEAT = """

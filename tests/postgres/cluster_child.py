@@ -15,6 +15,7 @@ import sys
 from datetime import UTC, datetime
 
 import asyncpg
+import structlog
 
 from monitor.clock import SystemClock
 from monitor.cluster.elector import Elector
@@ -82,4 +83,5 @@ class Replica:
 
 
 if __name__ == "__main__":
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))  # stdout carries the events
     asyncio.run(Replica(os.environ["CLUSTER_CHILD_DSN"], sys.argv[1], float(sys.argv[2])).run())
