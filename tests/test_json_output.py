@@ -3,6 +3,7 @@ object: its log lines, library warnings, and the console sink's alerts."""
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ def test_everything_run_prints_off_a_terminal_is_one_json_object_a_line(tmp_path
         assert daemon.stdout is not None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any('"event": "notification"' in line for line in lines):
+            if not select.select([daemon.stdout], [], [], 0.5)[0]:
+                continue
             line = daemon.stdout.readline()
             if not line:
                 break
