@@ -70,5 +70,5 @@ case "$command" in
         if [ $# -gt 0 ]; then name=$1; shift; exec .venv/bin/python "bench/bench_$name.py" "$@"; fi
         for b in bench/bench_*.py; do .venv/bin/python "$b"; done ;;
     cli) setup; exec .venv/bin/health-monitor "$@" ;;
-    *) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 2 ;;
 esac

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import aiohttp
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.clock import Clock
 from monitor.durations import Duration, format_duration
@@ -37,6 +37,13 @@ class CheckConfig(BaseModel):
     depends_on: list[str] = Field(
         default_factory=list, description="Checks whose open incidents absorb this check's failures."
     )
+
+    @field_validator("interval", "timeout")
+    @classmethod
+    def _positive(cls, seconds: float | None) -> float | None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError("must be greater than 0 (leave the key out to use the [monitor] default)")
+        return seconds
 
 
 @dataclass(frozen=True, slots=True)

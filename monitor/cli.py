@@ -1,80 +1,140 @@
-"""`health-monitor`: run, once, check-config, incidents. User mistakes get one line on stderr."""
+"""`health-monitor`: the command line. Parsing only, so `--version` and `--help` answer
+without importing the daemon; the commands themselves live in `monitor.commands`.
+
+Exit statuses: 2 means the config (or the command line) is invalid and retrying cannot help;
+1 is any other failure (systemd retries it); `once` follows the Nagios plugin convention
+(0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN when it cannot run at all)."""
 
 import argparse
-import asyncio
 import getpass
-import json
+import os
 import sys
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from alerting.base import SinkContext
-from alerting.dispatcher import Dispatcher
-from checks.base import CheckContext
-from monitor import __version__, logs, registry
-from monitor.clock import SystemClock
-from monitor.cluster.command import CLUSTER_HELP, add_cluster_arguments, run_cluster_command
-from monitor.config import Config, ConfigError, load_config
+from monitor import __version__
 from monitor.context.cli import ACTION_HELP, add_action_arguments
-from monitor.context.command import run_action_command
-from monitor.daemon import Daemon, http_session
-from monitor.durations import format_duration, parse_duration
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentManager, classify
-from monitor.metrics import MonitorMetrics
-from monitor.model import Finding, Incident, Status
-from monitor.notifier import Notifier
-from monitor.postmortem import render_postmortem, write_draft
-from monitor.runner import RunResult, run_check
-from monitor.schema import config_json_schema
-from monitor.store import SqliteStore, StoreError
 
+EXIT_FAILURE = 1
 EXIT_CONFIG_ERROR = 2
+EXIT_UNKNOWN = 3
+"""`once` could not run the checks (Nagios's UNKNOWN)."""
+
+RUN_EPILOG = """\
+examples:
+  health-monitor run                                   ./monitor.toml (or $MONITOR_CONFIG)
+  health-monitor run --config /etc/health-monitor/monitor.toml
+  health-monitor run --interval 30s --log-level debug
+  health-monitor run 2>&1 | jq .                       not on a terminal, every line is JSON
+
+exit statuses:
+  0  stopped by SIGTERM or SIGINT
+  1  could not start: port in use, state store unreadable, corrupt or on a read-only path
+     (one line names the path and the cause; systemd restarts the unit)
+  2  invalid config or command line (every mistake is listed; a restart cannot fix it)
+"""
+
+ONCE_EPILOG = """\
+examples:
+  health-monitor once                                  every check, as a table
+  health-monitor once --config /etc/health-monitor/monitor.toml --check api --format json
+  health-monitor once --notify                         from cron: also open/resolve incidents and page
+
+exit statuses (as a Nagios plugin):
+  0  OK        every check passed
+  1  WARNING   the worst finding is a warning
+  2  CRITICAL  the worst finding is critical
+  3  UNKNOWN   the checks could not be run: invalid config, unknown --check, unusable state store
+"""
+
+CLUSTER_HELP = "Show the replicas seen in the last minute, which one leads, since when, and its epoch."
+CLUSTER_EPILOG = """\
+exit statuses: 0 a replica leads, 1 none does (or the state store cannot be read), 2 invalid config.
+Secrets (*_env) need not be set for this command.
+"""
+
+OPERATOR_EPILOG = """\
+exit statuses: 0 done (also when there was nothing to do), 1 failed (no such incident, no state
+store), 2 invalid config. Secrets (*_env) need not be set for this command.
+"""
 
 
-class UsageError(Exception):
-    """A mistake in how the command was called; printed as one line."""
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes exit like an invalid config (2), or 3 (UNKNOWN) for `once`."""
+
+    def __init__(self, *args: object, usage_exit: int = EXIT_CONFIG_ERROR, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.usage_exit = usage_exit
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(self.usage_exit, f"{self.prog}: error: {message}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # reported by the command's parser, so that `once` exits 3 for it too
+        parser.commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(args.handler(args))
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return EXIT_CONFIG_ERROR
-    except (UsageError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return args.usage_exit
+        return _dispatch(args)
+    except BrokenPipeError:
+        # The reader went away (`schema | head`): what is left unprinted is not wanted.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="health-monitor", description="Runs health checks and turns their findings into P1-P4 incidents."
+def _dispatch(args: argparse.Namespace) -> int:
+    from monitor import commands
+    from monitor.config import ConfigError
+
+    try:
+        return int(getattr(commands, args.handler)(args))
+    except ConfigError as exc:
+        commands.report(args, exc.problems, event="config.invalid")
+        return args.config_exit
+    except commands.CommandError as exc:
+        commands.report(args, [str(exc)], event=args.failure_event)
+        return args.failure_exit
+
+
+def _parser() -> Parser:
+    parser = Parser(
+        prog="health-monitor",
+        description="Runs health checks and turns their findings into P1-P4 incidents.",
+        epilog="Run `health-monitor COMMAND --help` for a command's examples and exit statuses.",
     )
     parser.add_argument("--version", action="version", version=f"health-monitor {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
-    def command(name: str, handler: Any, help_text: str, usage_exit: int = 1) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
+    def command(
+        name: str, handler: str, help_text: str, epilog: str | None = OPERATOR_EPILOG, unknown: bool = False
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name, help=help_text, description=help_text, epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            usage_exit=EXIT_UNKNOWN if unknown else EXIT_CONFIG_ERROR,
+        )
         sub.add_argument("--config", metavar="PATH", help="config file (default: $MONITOR_CONFIG or ./monitor.toml)")
-        sub.set_defaults(handler=handler, usage_exit=usage_exit)
+        parser.commands[name] = sub
+        sub.set_defaults(
+            handler=handler,
+            config_exit=EXIT_UNKNOWN if unknown else EXIT_CONFIG_ERROR,
+            failure_exit=EXIT_UNKNOWN if unknown else EXIT_FAILURE,
+            failure_event="command.failed",
+        )
         return sub
 
-    run = command("run", _run, "Run every check on its schedule until SIGTERM or SIGINT.", EXIT_CONFIG_ERROR)
+    run = command("run", "run", "Run every check on its schedule until SIGTERM or SIGINT.", RUN_EPILOG)
     run.add_argument("--interval", help="default interval for checks that set none, e.g. 60s")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(failure_event="daemon.start_failed")
 
-    once = command("once", _once, "Run every (or the named) check once and print the findings.", 3)
+    once = command(
+        "once", "once", "Run every (or the named) check once and print the findings.", ONCE_EPILOG, unknown=True
+    )
     once.add_argument("--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)")
     once.add_argument("--format", choices=["table", "json"], default="table")
     once.add_argument(
@@ -84,294 +144,48 @@ def _parser() -> argparse.ArgumentParser:
         "without a running daemon): a failing run opens at once, a good run resolves",
     )
 
-    command("check-config", _check_config, "Validate the config and summarise it.", EXIT_CONFIG_ERROR)
+    command(
+        "check-config", "check_config", "Validate the config (secrets included) and summarise it.",
+        "exit statuses: 0 valid, 2 invalid (every mistake is listed, one line each).",
+    )
 
-    incidents = command("incidents", _incidents, "List open (or all recent) incidents from the state store.")
+    incidents = command("incidents", "incidents", "List open (or all recent) incidents from the state store.")
     incidents.add_argument("--all", action="store_true", help="include resolved incidents")
     incidents.add_argument("--format", choices=["table", "json"], default="table")
 
-    ack = command("ack", _ack, "Acknowledge an incident: escalation stops.")
+    ack = command("ack", "ack", "Acknowledge an incident: escalation stops.")
     ack.add_argument("id", type=int, help="incident id")
     ack.add_argument("--by", default=getpass.getuser(), help="who takes it (default: your user name)")
     ack.add_argument("--note", default="", help="what you are doing about it")
 
-    add_action_arguments(command("action", run_action_command, ACTION_HELP))
-    add_cluster_arguments(command("cluster", run_cluster_command, CLUSTER_HELP))
+    add_action_arguments(command("action", "action", ACTION_HELP))
 
-    postmortem = command("postmortem", _postmortem, "Print (or write) the post-mortem draft of an incident.")
+    cluster = command("cluster", "cluster", CLUSTER_HELP, CLUSTER_EPILOG)
+    cluster.add_argument("--format", choices=["table", "json"], default="table")
+
+    postmortem = command("postmortem", "postmortem", "Print (or write) the post-mortem draft of an incident.")
     postmortem.add_argument("id", type=int, help="incident id")
     postmortem.add_argument("--output", metavar="FILE", help="write to FILE instead of printing")
 
-    silence = command("silence", lambda _: 2, "Silence a check: findings are recorded, no one is paged.")
-    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION")
+    silence = command("silence", "silence_list", "Silence a check: findings are recorded, no one is notified.")
+    actions = silence.add_subparsers(dest="action", required=True, metavar="ACTION", parser_class=Parser)
     add = actions.add_parser("add", help="silence a check for a while")
     add.add_argument("--check", required=True, help='check name, or "*" for every check')
     add.add_argument("--for", dest="duration", required=True, help="how long, e.g. 1h")
     add.add_argument("--reason", required=True)
-    add.set_defaults(handler=_silence_add)
+    add.set_defaults(handler="silence_add")
     listing = actions.add_parser("list", help="active and upcoming silences")
-    listing.set_defaults(handler=_silence_list)
+    listing.set_defaults(handler="silence_list")
     remove = actions.add_parser("remove", help="end a silence now")
     remove.add_argument("id", type=int)
-    remove.set_defaults(handler=_silence_remove)
+    remove.set_defaults(handler="silence_remove")
     for sub in (add, listing, remove):
         sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
 
     schema_help = "Print the JSON Schema of monitor.toml (for editor completion: Taplo, Even Better TOML)."
     schema = commands.add_parser("schema", help=schema_help, description=schema_help)
-    schema.set_defaults(handler=_schema, usage_exit=1)
+    parser.commands["schema"] = schema
+    schema.set_defaults(
+        handler="schema", config_exit=EXIT_CONFIG_ERROR, failure_exit=EXIT_FAILURE, failure_event="command.failed"
+    )
     return parser
-
-
-def _run(args: argparse.Namespace) -> int:
-    overrides = {"monitor": {"interval": args.interval}} if args.interval else None
-    config = load_config(args.config, overrides)
-    logs.configure(args.log_level)
-    try:
-        asyncio.run(Daemon(config, overrides=overrides).run())
-    except OSError as exc:
-        raise UsageError(f"cannot start: {exc.strerror or exc}") from None
-    return 0
-
-
-def _once(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    logs.configure("warning")
-    unknown = sorted(set(args.check) - set(config.checks))
-    if unknown:
-        raise UsageError(f"no check named {', '.join(unknown)} in {config.path} (known: {', '.join(config.checks)})")
-    names = args.check or list(config.checks)
-    results = asyncio.run(_run_once(config, names))
-    if args.notify:
-        asyncio.run(_notify_once(config, results))
-    worst = max((result.status for result in results), default=Status.OK)
-    if args.format == "json":
-        print(json.dumps(_once_json(config, results, worst), indent=2))
-    else:
-        _print_results_table(config, results)
-    return int(worst)
-
-
-async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
-    clock = SystemClock()
-    slots = asyncio.Semaphore(config.monitor.concurrency)
-    async with http_session(config.monitor.concurrency) as http:
-        context = CheckContext(http, clock, MonitorMetrics())
-
-        async def run_one(name: str) -> RunResult:
-            check = registry.create_check(name, config.checks[name], context)
-            timeout = config.checks[name].timeout or config.monitor.timeout
-            async with slots:
-                try:
-                    await check.start()
-                    return await run_check(check, timeout)
-                finally:
-                    await check.aclose()
-
-        return list(await asyncio.gather(*(run_one(name) for name in names)))
-
-
-async def _notify_once(config: Config, results: list[RunResult]) -> None:
-    """One pass of the daemon's incident flow over these results, with thresholds of one run,
-    then up to `shutdown_grace` for the notifications; what is left waits in the outbox."""
-    one_shot = replace(
-        config,
-        checks={
-            name: check.model_copy(update={"failure_threshold": 1, "success_threshold": 1})
-            for name, check in config.checks.items()
-        },
-    )
-    clock = SystemClock()
-    with _open_store(config) as store:
-        async with http_session(config.monitor.concurrency) as http:
-            context = SinkContext(http, clock)
-            sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
-            metrics = MonitorMetrics()
-            dispatcher = Dispatcher(sinks, store, metrics, clock)
-            dispatcher.resume()
-            incidents = IncidentManager(store, IncidentLog(config.monitor.incident_log), clock, one_shot)
-            notifier = Notifier(
-                one_shot, dispatcher, metrics, clock,
-                lambda event: write_draft(event.incident, store, config.monitor.name, clock.now()),
-            )
-            notifier.publish(incidents.unannounced_pages())
-            for result in results:
-                notifier.publish(incidents.observe(result.check, result.findings))
-            notifier.publish(incidents.tick())
-            notifier.flush(now=True)
-            await dispatcher.drain(config.monitor.shutdown_grace)
-
-
-def _once_json(config: Config, results: list[RunResult], worst: Status) -> dict[str, Any]:
-    return {
-        "monitor": config.monitor.name,
-        "status": worst.label,
-        "checks": [
-            {
-                "check": result.check,
-                "type": config.checks[result.check].type,
-                "status": result.status.label,
-                "duration_seconds": round(result.duration, 6),
-                "findings": [
-                    {
-                        "code": finding.code,
-                        "status": finding.status.label,
-                        "severity": _severity(config, result.check, finding),
-                        "summary": finding.summary,
-                        "evidence": list(finding.evidence),
-                    }
-                    for finding in result.findings
-                ],
-            }
-            for result in results
-        ],
-    }
-
-
-def _severity(config: Config, check: str, finding: Finding) -> str | None:
-    return classify(config.checks[check], finding).value if finding.failing else None
-
-
-def _print_results_table(config: Config, results: list[RunResult]) -> None:
-    table = Table("check", "status", "severity", "code", "summary", "time", title=f"{config.monitor.name}")
-    for result in results:
-        for finding in result.findings:
-            table.add_row(
-                result.check,
-                finding.status.label.upper(),
-                _severity(config, result.check, finding) or "",
-                finding.code,
-                finding.summary,
-                format_duration(result.duration),
-            )
-    _console().print(table)
-
-
-def _check_config(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    console = _console()
-    console.print(
-        f"{config.path}: valid. monitor {config.monitor.name!r}, {len(config.checks)} checks, "
-        f"{len(config.sinks)} sinks, listening on {config.server.listen}, state in {config.monitor.state_path}"
-    )
-    checks = Table("check", "type", "interval", "timeout", "thresholds (fail/ok)", title="checks")
-    for name, check in config.checks.items():
-        checks.add_row(
-            name,
-            check.type,
-            format_duration(check.interval or config.monitor.interval),
-            format_duration(check.timeout or config.monitor.timeout),
-            f"{check.failure_threshold}/{check.success_threshold}",
-        )
-    console.print(checks)
-    sinks = Table("sink", "type", "min severity", "resolved", title="sinks")
-    for name, sink in config.sinks.items():
-        sinks.add_row(name, sink.type, sink.min_severity.value, "yes" if sink.send_resolved else "no")
-    console.print(sinks)
-    return 0
-
-
-def _incidents(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    with _open_store(config) as store:
-        incidents = store.recent_incidents() if args.all else store.open_incidents()
-    if args.format == "json":
-        print(json.dumps([incident.model_dump(mode="json") for incident in incidents], indent=2))
-        return 0
-    _print_incidents_table(incidents, "all recent incidents" if args.all else "open incidents")
-    return 0
-
-
-def _print_incidents_table(incidents: list[Incident], title: str) -> None:
-    table = Table("id", "severity", "state", "incident", "opened", "summary", title=title)
-    for incident in incidents:
-        table.add_row(
-            str(incident.id),
-            incident.severity.value,
-            incident.state,
-            incident.key,
-            f"{incident.opened_at:%Y-%m-%d %H:%M:%SZ}",
-            incident.summary,
-        )
-    _console().print(table)
-
-
-def _open_store(config: Config) -> SqliteStore:
-    return SqliteStore(config.monitor.state_path)
-
-
-def _ack(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    with _open_store(config) as store:
-        incident = store.get_incident(args.id)
-        if incident is None:
-            raise UsageError(f"no incident {args.id}")
-        if not incident.is_open:
-            print(f"incident #{incident.id} ({incident.key}) is already resolved")
-            return 0
-        store.request_acknowledgement(incident.id, datetime.now(UTC), args.by, args.note)
-    print(f"acknowledged #{incident.id} ({incident.key}) as {args.by}; the running daemon stops its escalation")
-    return 0
-
-
-def _postmortem(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    with _open_store(config) as store:
-        incident = store.get_incident(args.id)
-        if incident is None:
-            raise UsageError(f"no incident {args.id}")
-        draft = render_postmortem(incident, store, config.monitor.name, datetime.now(UTC))
-    if args.output:
-        Path(args.output).write_text(draft, encoding="utf-8")
-        print(f"post-mortem draft of #{incident.id} written to {args.output}")
-    else:
-        print(draft, end="")
-    return 0
-
-
-def _silence_add(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    if args.check != "*" and args.check not in config.checks:
-        raise UsageError(f"no check named {args.check} in {config.path} (known: {', '.join(config.checks)})")
-    try:
-        seconds = parse_duration(args.duration)
-    except ValueError as exc:
-        raise UsageError(f"--for: {exc}") from None
-    now = datetime.now(UTC)
-    with _open_store(config) as store:
-        silence = store.add_silence(args.check, now, now + timedelta(seconds=seconds), args.reason)
-    print(f"silence #{silence.id}: {silence.check} until {silence.ends_at:%Y-%m-%d %H:%M:%S}Z ({args.reason})")
-    return 0
-
-
-def _silence_list(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    with _open_store(config) as store:
-        silences = store.silences(datetime.now(UTC))
-    table = Table("id", "check", "from", "until", "reason", title="silences")
-    for silence in silences:
-        table.add_row(
-            str(silence.id), silence.check, f"{silence.starts_at:%Y-%m-%d %H:%M}Z",
-            f"{silence.ends_at:%Y-%m-%d %H:%M}Z", silence.reason,
-        )
-    _console().print(table)
-    return 0
-
-
-def _silence_remove(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
-    with _open_store(config) as store:
-        removed = store.remove_silence(args.id)
-    if not removed:
-        raise UsageError(f"no active silence {args.id}")
-    print(f"silence #{args.id} removed; paging resumes for what is still failing")
-    return 0
-
-
-def _schema(_: argparse.Namespace) -> int:
-    print(json.dumps(config_json_schema(), indent=2))
-    return 0
-
-
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 160, highlight=False)

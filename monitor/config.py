@@ -1,21 +1,29 @@
 """monitor.toml, read through pydantic-settings (TOML, then `MONITOR_` environment
 overrides with `__` between levels), validated in two phases: the envelope here, then
-each check and sink against its plugin's own `Config`. Every mistake becomes one
-`ConfigError` line naming the key path, e.g. `checks.api.timeout: invalid duration`."""
+each check and sink against its plugin's own `Config`. Every mistake in the file becomes
+one `ConfigError` line naming the key path, e.g. `checks.api.timeout: invalid duration`,
+and all of them are reported in one run (both phases run even when the first fails).
 
+Relative paths in the file (`state_path`, `incident_log`, `postmortem_dir`,
+`templates_dir`, a file sink's `path`) are relative to the config file's directory, as
+Prometheus does, so the operator commands find the daemon's state from anywhere."""
+
+import difflib
 import os
 import re
 import socket
 import tomllib
+import types
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -29,7 +37,7 @@ from monitor.cluster.lease import MIN_LEASE
 from monitor.context.config import ContextSection, context_problems
 from monitor.durations import Duration
 from monitor.model import Severity
-from monitor.secrets import SecretEnv
+from monitor.secrets import SecretEnv, secrets_unresolved
 
 DEFAULT_CONFIG_PATH = "monitor.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -205,8 +213,8 @@ class Settings(BaseSettings):
     escalation: list[EscalationLevel] = Field(default_factory=list)
     maintenance: list[MaintenanceWindow] = Field(default_factory=list)
     context: ContextSection = ContextSection()
-    checks: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    sinks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    checks: dict[str, Any] = Field(default_factory=dict)
+    sinks: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -226,6 +234,7 @@ class Config:
     """A fully validated configuration: the envelope plus each check's and sink's own model."""
 
     path: Path
+    """The config file, as given; relative paths in it were resolved against its directory."""
     settings: Settings
     checks: dict[str, CheckConfig]
     sinks: dict[str, SinkConfig]
@@ -252,25 +261,33 @@ def resolve_path(path: str | os.PathLike[str] | None) -> Path:
     return Path(path or os.environ.get("MONITOR_CONFIG") or DEFAULT_CONFIG_PATH)
 
 
-def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Load and validate; `overrides` (e.g. from CLI flags) win over the file and environment."""
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    overrides: dict[str, Any] | None = None,
+    resolve_secrets: bool = True,
+) -> Config:
+    """Load and validate; `overrides` (e.g. from CLI flags) win over the file and environment.
+    With `resolve_secrets=False` (the operator commands) `*_env` variables need not be set."""
     config_path = resolve_path(path)
     if not config_path.is_file():
         raise ConfigError([f"{config_path}: config file not found"])
-    settings = _load_settings(config_path, overrides or {})
-    problems: list[str] = []
-    checks = {
-        name: model
-        for name, raw in settings.checks.items()
-        if (model := _validate_plugin(registry.CHECK_GROUP, "checks", name, raw, problems)) is not None
-    }
-    sinks = {
-        name: model
-        for name, raw in settings.sinks.items()
-        if (model := _validate_plugin(registry.SINK_GROUP, "sinks", name, raw, problems)) is not None
-    }
-    problems += _cross_reference_problems(settings, checks)
-    if problems:
+    with secrets_unresolved(not resolve_secrets):
+        settings, problems, raw = _load_settings(config_path, overrides or {})
+        checks = {
+            name: model
+            for name, table in raw.get("checks", {}).items()
+            if (model := _validate_plugin(registry.CHECK_GROUP, "checks", name, table, problems)) is not None
+        }
+        sinks = {
+            name: model
+            for name, table in raw.get("sinks", {}).items()
+            if (model := _validate_plugin(registry.SINK_GROUP, "sinks", name, table, problems)) is not None
+        }
+    if settings is not None:
+        settings = _relative_to(config_path.parent, settings)
+        sinks = {name: _sink_relative_to(config_path.parent, sink) for name, sink in sinks.items()}
+        problems += _cross_reference_problems(settings, checks)
+    if problems or settings is None:
         raise ConfigError(problems)
     defaults = settings.monitor
     checks = {
@@ -282,16 +299,58 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: dict[str,
     return Config(path=config_path, settings=settings, checks=checks, sinks=sinks)
 
 
-def _load_settings(path: Path, overrides: dict[str, Any]) -> Settings:
+def _load_settings(path: Path, overrides: dict[str, Any]) -> tuple[Settings | None, list[str], dict[str, Any]]:
+    """The envelope (None when invalid), its problems, and the raw check and sink tables."""
     token = _config_path.set(path)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        return settings, [], {"checks": settings.checks, "sinks": settings.sinks}
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: TOML syntax error: {exc}"]) from None
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        problems = describe_validation_error(exc, model=Settings)
+        with path.open("rb") as file:
+            raw = _merged(tomllib.load(file), EnvSettingsSource(Settings)())
+        tables = {section: raw.get(section) for section in ("checks", "sinks")}
+        return None, problems, {k: v for k, v in tables.items() if isinstance(v, dict)}
     finally:
         _config_path.reset(token)
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` laid over `base`, table by table (as the settings sources combine)."""
+    merged = dict(base)
+    for key, value in override.items():
+        below = merged.get(key)
+        merged[key] = _merged(below, value) if isinstance(below, dict) and isinstance(value, dict) else value
+    return merged
+
+
+def _relative_to(base: Path, settings: Settings) -> Settings:
+    monitor, alerting = settings.monitor, settings.alerting
+    return settings.model_copy(
+        update={
+            "monitor": monitor.model_copy(
+                update={
+                    key: _against(base, getattr(monitor, key))
+                    for key in ("state_path", "incident_log", "postmortem_dir")
+                }
+            ),
+            "alerting": alerting.model_copy(
+                update={"templates_dir": alerting.templates_dir and _against(base, alerting.templates_dir)}
+            ),
+        }
+    )
+
+
+def _sink_relative_to(base: Path, sink: SinkConfig) -> SinkConfig:
+    """A sink's `path` key (the file sink's) names a file."""
+    path = getattr(sink, "path", None)
+    return sink.model_copy(update={"path": _against(base, path)}) if isinstance(path, str) else sink
+
+
+def _against(base: Path, path: str) -> str:
+    return str(base / Path(path).expanduser())
 
 
 def _cross_reference_problems(settings: Settings, checks: dict[str, CheckConfig]) -> list[str]:
@@ -323,7 +382,7 @@ def _cross_reference_problems(settings: Settings, checks: dict[str, CheckConfig]
     return problems
 
 
-def _validate_plugin(group: str, section: str, name: str, raw: dict[str, Any], problems: list[str]) -> Any:
+def _validate_plugin(group: str, section: str, name: str, raw: Any, problems: list[str]) -> Any:
     where = f"{section}.{name}"
     if not _NAME.match(name):
         problems.append(f"{where}: a name may hold only letters, digits, '_', '.' and '-'")
@@ -343,23 +402,92 @@ def _validate_plugin(group: str, section: str, name: str, raw: dict[str, Any], p
     try:
         return plugin.Config.model_validate(raw)
     except ValidationError as exc:
-        problems.extend(describe_validation_error(exc, prefix=(section, name)))
+        problems.extend(describe_validation_error(exc, prefix=(section, name), model=plugin.Config))
         return None
 
 
-def describe_validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
+def describe_validation_error(
+    exc: ValidationError, prefix: tuple[str, ...] = (), model: type[BaseModel] | None = None
+) -> list[str]:
+    """One line per error: the key path, the reason, a did-you-mean for an unknown key (when
+    `model` is the one validated) and the `MONITOR_...` variable when one set that key."""
     lines = []
     for error in exc.errors():
-        path = ".".join(str(part) for part in (*prefix, *error["loc"]))
-        lines.append(f"{path}: {_reason(error)}")
+        loc = tuple(error["loc"])
+        path = ".".join(str(part) for part in (*prefix, *loc))
+        reason = _reason(error)
+        if error["type"] == "extra_forbidden" and model is not None:
+            reason = _unknown_key(str(loc[-1]), _keys_at(model, loc[:-1]))
+        variable = _overriding_variable((*prefix, *loc))
+        lines.append(f"{path}: {reason}" + (f" (set by ${variable})" if variable else ""))
     return lines
 
 
 def _reason(error: Any) -> str:
     kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key (check its spelling)"
     if kind == "missing":
         return "required key missing"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _unknown_key(key: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    return f"unknown key; did you mean `{close[0]}`?" if close else "unknown key (check its spelling)"
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys the table at `loc` inside `model` accepts (none when it is not a model)."""
+    annotation: Any = model
+    for part in loc:
+        annotation = _inside(annotation, part)
+    found = _model_of(annotation)
+    return list(found.model_fields) if found is not None else []
+
+
+def _inside(annotation: Any, part: Any) -> Any:
+    """The type of item `part` of a value of type `annotation`: a model's field, a list's
+    item, a dict's value."""
+    model = _model_of(annotation)
+    if model is not None:
+        field = model.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    annotation = _unwrapped(annotation)
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin in (list, tuple) and args:
+        return args[0]
+    if origin is dict and len(args) == 2:
+        return args[1]
+    return None
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    annotation = _unwrapped(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return None
+
+
+def _unwrapped(annotation: Any) -> Any:
+    """Without Annotated[...] and without `| None`."""
+    while True:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            annotation = get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            options = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(options) != 1:
+                return annotation
+            annotation = options[0]
+        else:
+            return annotation
+
+
+def _overriding_variable(loc: tuple[Any, ...]) -> str | None:
+    """The `MONITOR_...` variable that set the value at `loc` (or a table holding it), if any."""
+    present = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        name = "MONITOR_" + "__".join(str(part) for part in loc[:depth]).upper()
+        if name in present:
+            return present[name]
+    return None

@@ -37,6 +37,7 @@ from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
 from monitor.store import SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
+from monitor.wording import counted
 
 log = structlog.get_logger("monitor.daemon")
 
@@ -382,15 +383,17 @@ class Daemon:
 
     def _systemd_status(self) -> str:
         config = self.config
-        return f"{len(config.checks)} checks, {len(config.sinks)} sinks, listening on {config.server.listen}"
+        checks, sinks = counted(len(config.checks), "check"), counted(len(config.sinks), "sink")
+        return f"{checks}, {sinks}, listening on {config.server.listen}"
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         systemd.stopping(status="stopping")
         for task in (self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()):
             if task is not None:
                 task.cancel()
-        self.ready = False
-        log.info("daemon.stopping")
+        started, self.ready = self.ready, False
+        if started:  # a failed start is reported once, by the caller
+            log.info("daemon.stopping")
         for check in await self.scheduler.stop():
             await check.aclose()
         await self.context.close()
@@ -401,4 +404,5 @@ class Daemon:
         await self.cluster.aclose()
         await self.http.close()
         self.store.close()
-        log.info("daemon.stopped")
+        if started:
+            log.info("daemon.stopped")

@@ -16,6 +16,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     elif isinstance(value, str):
+        if _DURATION.match(value.strip().removeprefix("-")) and value.strip().startswith("-"):
+            raise ValueError("must not be negative")
         match = _DURATION.match(value)
         if match is None:
             raise ValueError(
@@ -25,7 +27,7 @@ def parse_duration(value: object) -> float:
     else:
         raise ValueError(f"expected a duration such as \"30s\", got {type(value).__name__}")
     if seconds < 0:
-        raise ValueError("a duration cannot be negative")
+        raise ValueError("must not be negative")
     return seconds
 
 

@@ -7,7 +7,10 @@ judging other codes (`Finding.blocks`: a check that could not run, a database th
 down) neither confirms nor clears their incidents.
 
 Around that lifecycle: an incident opened inside a silence or maintenance window is
-recorded but pages no one until the hold ends; a dependent check's failures fold into its
+recorded but pages no one until the hold ends, and while a hold covers its check every
+other notification of an incident (escalation, status update, response breach, severity
+raise, acknowledgement) is muted and recorded in its timeline; only the resolution of an
+incident that had paged still goes out. A dependent check's failures fold into its
 dependency's incident; a flapping check raises one `flapping` incident and holds its other
 incidents still; and `tick()` drives what time alone decides: escalation through the chain
 until acknowledged, the response-time breach, and status updates.
@@ -17,10 +20,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Literal
 
 from checks.base import CheckConfig
 from monitor.clock import Clock
-from monitor.config import Config, EscalationLevel
+from monitor.config import Config, EscalationLevel, MaintenanceWindow
 from monitor.context.model import IncidentContext
 from monitor.durations import format_duration
 from monitor.flapping import FlapChange, FlapDetector
@@ -67,6 +71,39 @@ class _Streak:
 class _CheckState:
     flap: FlapDetector
     streaks: dict[str, _Streak] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Why a check's incidents page no one right now: a silence or a maintenance window."""
+
+    kind: Literal["silenced", "maintenance"]
+    reason: str
+
+
+def hold_on(
+    check: str, silences: Iterable[Silence], windows: Iterable[MaintenanceWindow], now: datetime
+) -> Hold | None:
+    """The silence or maintenance window covering `check` at `now`, if any (never the monitor's own)."""
+    if check == MONITOR_CHECK:
+        return None
+    for silence in silences:
+        if silence.check in (check, "*") and silence.active_at(now):
+            text = f"silenced until {silence.ends_at:%Y-%m-%d %H:%M}Z (silence #{silence.id}: {silence.reason})"
+            return Hold("silenced", text)
+    for window in windows:
+        if window.covers(check) and window.active_at(now):
+            why = f": {window.reason}" if window.reason else ""
+            return Hold("maintenance", f"maintenance window {window.name!r}{why}")
+    return None
+
+
+_MUTED_NOTICE = {
+    IncidentEventKind.SEVERITY_RAISED: "severity raise",
+    IncidentEventKind.ACKNOWLEDGED: "acknowledgement notice",
+    IncidentEventKind.RESPONSE_BREACHED: "response-time breach notice",
+    IncidentEventKind.STATUS_UPDATE: "status update",
+}
 
 
 def classify(config: CheckConfig, finding: Finding) -> Severity:
@@ -116,6 +153,9 @@ class IncidentManager:
     # Findings
 
     def observe(self, check: str, findings: list[Finding]) -> list[IncidentEvent]:
+        return self._unmuted(self._observe(check, findings))
+
+    def _observe(self, check: str, findings: list[Finding]) -> list[IncidentEvent]:
         config = self._config.checks.get(check)
         if config is None:
             return []
@@ -329,21 +369,39 @@ class IncidentManager:
     # Holds: silences and maintenance windows
 
     def _hold_reason(self, check: str, now: datetime) -> str | None:
-        if check == MONITOR_CHECK:
-            return None
-        for silence in self._silences:
-            if silence.check in (check, "*") and silence.active_at(now):
-                return f"silenced until {silence.ends_at:%Y-%m-%d %H:%M}Z (silence #{silence.id}: {silence.reason})"
-        for window in self._config.settings.maintenance:
-            if window.covers(check) and window.active_at(now):
-                return f"maintenance window {window.name!r}" + (f": {window.reason}" if window.reason else "")
-        return None
+        hold = hold_on(check, self._silences, self._config.settings.maintenance, now)
+        return hold.reason if hold else None
+
+    def _unmuted(self, events: list[IncidentEvent]) -> list[IncidentEvent]:
+        """The events people hear of: while a hold covers an incident's check, all but its
+        resolution are muted, each recorded in the incident's timeline."""
+        now = self._clock.now()
+        heard = []
+        for event in events:
+            hold = None if event.kind is IncidentEventKind.RESOLVED else self._hold_reason(event.incident.check, now)
+            if hold is None:
+                heard.append(event)
+                continue
+            incident = self._open.get(event.incident.key)
+            if incident is not None:
+                incident.record(now, "muted", f"{self._notice(event)} not sent: {hold}")
+                self._store.save_incident(incident)
+        return heard
+
+    @staticmethod
+    def _notice(event: IncidentEvent) -> str:
+        if event.kind is IncidentEventKind.ESCALATED and event.level is not None:
+            return f"escalation to level {event.level.level} ({event.level.role})"
+        return _MUTED_NOTICE.get(event.kind, event.kind.value)
 
     # Time
 
     def tick(self) -> list[IncidentEvent]:
         """What time alone decides: acknowledgements left by the CLI, pages held by silences
         that ended, escalations, response-time breaches and status updates."""
+        return self._unmuted(self._tick())
+
+    def _tick(self) -> list[IncidentEvent]:
         now = self._clock.now()
         self._silences = self._store.silences(now)
         events = self._apply_requested_acknowledgements()
@@ -437,7 +495,8 @@ class IncidentManager:
         incident.record(now, "acknowledged", text)
         self._log.write(now, "acknowledged", incident, text)
         self._store.save_incident(incident)
-        return incident, [self._event(IncidentEventKind.ACKNOWLEDGED, incident)] if incident.paged else []
+        events = [self._event(IncidentEventKind.ACKNOWLEDGED, incident)] if incident.paged else []
+        return incident, self._unmuted(events)
 
     def _apply_requested_acknowledgements(self) -> list[IncidentEvent]:
         events: list[IncidentEvent] = []

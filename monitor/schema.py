@@ -3,8 +3,9 @@ TOML: `#:schema ./monitor.schema.json` on the file's first line).
 
 Built from the same models the loader validates with: `Settings` for the envelope, and each
 registered check and sink type's `Config` for `[checks.NAME]` and `[sinks.NAME]`, chosen by
-their `type` key (a `oneOf` with a `const` per type, plus an OpenAPI-style `discriminator`
-that editors may use and validators ignore). Two of our field types need their own words:
+their `type` key with one `if`/`then` per type: a validator applies only the matching type's
+schema, so a typo inside `[checks.api]` is one precise error (a `oneOf` would report every
+type's mismatch). Two of our field types need their own words:
 durations accept a number of seconds or a string such as "30s", and `*_env` secrets are the
 name of an environment variable, never the secret itself.
 """
@@ -112,11 +113,13 @@ def _plugin_section(section: str, variants: dict[str, str], definitions: dict[st
         "type": "object",
         "required": ["type"],
         "properties": {"type": {"enum": sorted(variants), "description": f"The {item} type."}},
-        "oneOf": [{"$ref": _REF_TEMPLATE.format(model=key)} for key in variants.values()],
-        "discriminator": {
-            "propertyName": "type",
-            "mapping": {name: _REF_TEMPLATE.format(model=key) for name, key in variants.items()},
-        },
+        "allOf": [
+            {
+                "if": {"properties": {"type": {"const": name}}, "required": ["type"]},
+                "then": {"$ref": _REF_TEMPLATE.format(model=key)},
+            }
+            for name, key in sorted(variants.items())
+        ],
     }
     definitions[item] = entry
     return {

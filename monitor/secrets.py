@@ -1,6 +1,9 @@
 """Secrets named in monitor.toml by environment variable (`*_env` keys), never by value."""
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -14,13 +17,29 @@ class EnvSecret:
     """A secret read from the environment variable `variable` when the config was loaded."""
 
     variable: str
-    secret: SecretStr = field(repr=False)
+    secret: SecretStr | None = field(repr=False)
+    """None when the config was loaded without resolving secrets (the operator commands)."""
 
     def value(self) -> str:
+        if self.secret is None:
+            raise RuntimeError(f"${self.variable} was not read: the config was loaded without its secrets")
         return self.secret.get_secret_value()
 
     def __str__(self) -> str:
         return f"${self.variable}"
+
+
+_unresolved: ContextVar[bool] = ContextVar("secrets_unresolved", default=False)
+
+
+@contextmanager
+def secrets_unresolved(unresolved: bool = True) -> Iterator[None]:
+    """Within this block `*_env` keys are checked for a variable name only, not read."""
+    token = _unresolved.set(unresolved)
+    try:
+        yield
+    finally:
+        _unresolved.reset(token)
 
 
 def read_env_secret(value: object) -> EnvSecret:
@@ -29,6 +48,8 @@ def read_env_secret(value: object) -> EnvSecret:
     if not isinstance(value, str) or not value.strip():
         raise ValueError("expected the name of an environment variable")
     name = value.strip()
+    if _unresolved.get():
+        return EnvSecret(name, None)
     secret = os.environ.get(name)
     if secret is None or secret == "":
         raise ValueError(f"environment variable {name} is not set")

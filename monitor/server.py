@@ -9,6 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from monitor.clock import Clock
 from monitor.config import Config
+from monitor.incidents import hold_on
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident
 from monitor.status_page import RESOLVED_SHOWN, LastRun, check_rows, render_status_page
@@ -89,12 +90,15 @@ def build_app(daemon: DaemonView) -> web.Application:
     @routes.get("/")
     async def status_page(_: web.Request) -> web.Response:
         recent = daemon.store.recent_incidents(limit=RESOLVED_SHOWN * 5)
+        now = daemon.clock.now()
+        silences, windows = daemon.store.silences(now), daemon.config.settings.maintenance
+        holds = {name: hold for name in daemon.config.checks if (hold := hold_on(name, silences, windows, now))}
         page = render_status_page(
             monitor=daemon.config.monitor.name,
-            checks=check_rows(daemon.config.checks, daemon.last_runs),
+            checks=check_rows(daemon.config.checks, daemon.last_runs, holds),
             open_incidents=daemon.store.open_incidents(),
             resolved_incidents=[incident for incident in recent if not incident.is_open],
-            now=daemon.clock.now(),
+            now=now,
         )
         return web.Response(text=page, content_type="text/html")
 

@@ -13,6 +13,7 @@ import jinja2
 from checks.base import CheckConfig
 from monitor.context.render import incident_lines
 from monitor.durations import format_duration
+from monitor.incidents import Hold
 from monitor.model import Incident, Status
 from monitor.runner import RunResult
 
@@ -39,17 +40,22 @@ class CheckRow:
     latency_seconds: float | None = None
     last_run: datetime | None = None
     summary: str = ""
+    hold: Hold | None = None
+    """A silence or maintenance window covering the check: its failures notify no one."""
 
 
-def check_rows(checks: Mapping[str, CheckConfig], last_runs: Mapping[str, LastRun]) -> list[CheckRow]:
+def check_rows(
+    checks: Mapping[str, CheckConfig], last_runs: Mapping[str, LastRun], holds: Mapping[str, Hold] | None = None
+) -> list[CheckRow]:
     """The rows for the configured checks, from their latest runs (if any)."""
-    return [_row(name, config, last_runs.get(name)) for name, config in checks.items()]
+    holds = holds or {}
+    return [_row(name, config, last_runs.get(name), holds.get(name)) for name, config in checks.items()]
 
 
-def _row(name: str, config: CheckConfig, last: LastRun | None) -> CheckRow:
+def _row(name: str, config: CheckConfig, last: LastRun | None, hold: Hold | None) -> CheckRow:
     interval = config.interval or 0.0
     if last is None:
-        return CheckRow(name=name, type=config.type, interval_seconds=interval)
+        return CheckRow(name=name, type=config.type, interval_seconds=interval, hold=hold)
     findings = last.result.findings
     worst = max(findings, key=lambda finding: finding.status, default=None)
     return CheckRow(
@@ -60,6 +66,7 @@ def _row(name: str, config: CheckConfig, last: LastRun | None) -> CheckRow:
         latency_seconds=last.result.duration,
         last_run=last.finished_at,
         summary=worst.summary if worst is not None else "",
+        hold=hold,
     )
 
 

@@ -2,6 +2,7 @@
 SQLite by default; anything with the `StateStore` shape can replace it."""
 
 import asyncio
+import os
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -101,7 +102,34 @@ _DELIVERY_COLUMNS = (
 
 
 class StoreError(Exception):
-    """The state store cannot be opened."""
+    """The state store cannot be opened; the message names the path and the cause."""
+
+
+def _damage(db: sqlite3.Connection) -> str | None:
+    """SQLite's own integrity check (about 75 ms for 50 MB): the first problem it finds, if any."""
+    report = db.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if report == "ok":
+        return None
+    lines = [line for line in report.splitlines() if not line.startswith("***")]
+    return f"database disk image is malformed ({lines[0] if lines else report})"
+
+
+def _corrupt(path: Path, cause: str) -> str:
+    return f"state store {path} is corrupt: {cause}; move it away to start with an empty one"
+
+
+def _open_error(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """One line naming the path and the cause: SQLite says only 'unable to open database file'."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return _corrupt(path, str(exc))  # "file is not a database", "database disk image is malformed"
+    directory = path.parent
+    if os.statvfs(directory).f_flag & os.ST_RDONLY:
+        cause = f"{directory} is on a read-only file system"
+    elif not os.access(directory, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+        cause = f"permission denied ({exc})"
+    else:
+        cause = str(exc)
+    return f"cannot open the state store {path}: {cause}"
 
 
 class StateStore(Protocol):
@@ -186,13 +214,20 @@ class SqliteStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the state store's directory {self.path.parent}: {exc.strerror}") from None
+        try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
             self._db.execute("PRAGMA journal_mode=WAL")
             # Durable across a crash of the process; a power loss may cost the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the state store {self.path}: {exc}") from None
+            damage = _damage(self._db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(_open_error(self.path, exc)) from None
+        if damage is not None:
+            self._db.close()
+            raise StoreError(_corrupt(self.path, damage))
 
     def create_incident(self, incident: Incident) -> Incident:
         # An incident that already has an id was opened while the store could not write,

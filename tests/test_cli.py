@@ -135,6 +135,7 @@ def test_postmortem_prints_the_draft_of_any_incident(tmp_path, capsys) -> None:
 
 def test_silences_are_added_listed_and_removed(tmp_path, capsys) -> None:
     path = config(tmp_path, http_check("api", "http://127.0.0.1:9/"))
+    SqliteStore(tmp_path / "state.db").close()  # the daemon's, as it would be
     assert main(["silence", "add", "--check", "api", "--for", "1h", "--reason", "deploy", "--config", str(path)]) == 0
     assert capsys.readouterr().out.startswith("silence #1: api until ")
     assert main(["silence", "--config", str(path), "list"]) == 0

@@ -57,12 +57,84 @@ def test_toml_syntax_error_names_the_line(write_config) -> None:
 
 def test_unknown_key_is_named_with_its_path(write_config) -> None:
     path = write_config(VALID.replace('timeout = "5s"', 'timeout = "5s"\nexpect_staus = [200]'))
-    assert problems_of(path) == ["checks.api.expect_staus: unknown key (check its spelling)"]
+    assert problems_of(path) == ["checks.api.expect_staus: unknown key; did you mean `expect_status`?"]
 
 
 def test_unknown_key_in_the_envelope(write_config) -> None:
     path = write_config(VALID.replace('interval = "30s"', 'interval = "30s"\nconcurrancy = 5'))
-    assert problems_of(path) == ["monitor.concurrancy: unknown key (check its spelling)"]
+    assert problems_of(path) == ["monitor.concurrancy: unknown key; did you mean `concurrency`?"]
+
+
+def test_an_unknown_key_with_no_close_name_says_so(write_config) -> None:
+    path = write_config(VALID.replace('interval = "30s"', 'interval = "30s"\nzebra = 5'))
+    assert problems_of(path) == ["monitor.zebra: unknown key (check its spelling)"]
+
+
+def test_every_mistake_in_the_file_is_reported_in_one_run(write_config) -> None:
+    body = VALID.replace('interval = "30s"', 'intervall = "30s"').replace('timeout = "5s"', 'timout = "5s"')
+    path = write_config(body + '\n[servr]\nlisten = "127.0.0.1:1"\n')
+    assert problems_of(path) == [
+        "monitor.intervall: unknown key; did you mean `interval`?",
+        "servr: unknown key; did you mean `server`?",
+        "checks.api.timout: unknown key; did you mean `timeout`?",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (('timeout = "5s"', 'timeout = "-5s"'), "checks.api.timeout: must not be negative"),
+        (('timeout = "5s"', "timeout = -5"), "checks.api.timeout: must not be negative"),
+        (('interval = "30s"', 'interval = "-1m"'), "monitor.interval: must not be negative"),
+        (('timeout = "5s"', "timeout = 0"), "checks.api.timeout: must be greater than 0"),
+        (('timeout = "5s"', 'interval = "0s"'), "checks.api.interval: must be greater than 0"),
+    ],
+)
+def test_negative_and_zero_durations_are_rejected(write_config, edit, expected) -> None:
+    (problem,) = problems_of(write_config(VALID.replace(*edit)))
+    assert problem.startswith(expected)
+
+
+def test_a_mistake_from_an_environment_override_names_the_variable(write_config, monkeypatch) -> None:
+    monkeypatch.setenv("MONITOR_SERVER__LISTEN", "nowhere")
+    monkeypatch.setenv("MONITOR_CHECKS__API__TIMEOUT", "soon")
+    problems = problems_of(write_config(VALID))
+    assert problems == [
+        "server.listen: expected host:port, got 'nowhere' (set by $MONITOR_SERVER__LISTEN)",
+        "checks.api.timeout: invalid duration 'soon': use a number with a unit, e.g. \"500ms\", \"30s\", "
+        "\"15m\", \"1h\" (set by $MONITOR_CHECKS__API__TIMEOUT)",
+    ]
+
+
+def test_relative_paths_resolve_against_the_config_files_directory(tmp_path, monkeypatch) -> None:
+    etc = tmp_path / "etc"
+    templates = etc / "templates"
+    templates.mkdir(parents=True)
+    (etc / "monitor.toml").write_text(
+        VALID + '\n[sinks.alerts]\ntype = "file"\npath = "log/alerts.log"\n'
+        '\n[alerting]\ntemplates_dir = "templates"\n'
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    config = load_config("../etc/monitor.toml")
+    base = Path("../etc")
+    assert Path(config.monitor.state_path) == base / "state/health-monitor.db"
+    assert Path(config.monitor.incident_log) == base / "incidents.log"
+    assert Path(config.monitor.postmortem_dir) == base / "postmortems"
+    assert Path(config.settings.alerting.templates_dir or "") == base / "templates"
+    assert Path(config.sinks["alerts"].path) == base / "log/alerts.log"
+    absolute = load_config(etc / "monitor.toml")
+    assert absolute.monitor.state_path == str(etc / "state/health-monitor.db")
+
+
+def test_operator_commands_load_the_file_without_its_secrets(write_config, monkeypatch) -> None:
+    monkeypatch.delenv("TEST_SLACK_WEBHOOK")
+    config = load_config(write_config(VALID), resolve_secrets=False)
+    secret = config.sinks["slack-oncall"].webhook_url_env
+    assert secret.variable == "TEST_SLACK_WEBHOOK"
+    with pytest.raises(RuntimeError, match="without its secrets"):
+        secret.value()
 
 
 def test_bad_duration(write_config) -> None:
@@ -135,8 +207,11 @@ def test_check_config_summarises_a_valid_file_without_secrets(write_config) -> N
         env={**os.environ, "TEST_SLACK_WEBHOOK": "https://hooks.slack.invalid/secret-token"},
     )
     assert done.returncode == 0, done.stderr
-    assert "1 checks, 1 sinks" in done.stdout
-    assert "api" in done.stdout and "slack-oncall" in done.stdout
+    assert "1 check, 1 sink," in done.stdout
+    # Not a terminal (the journal under ExecStartPre): plain lines, no boxed table.
+    assert "check api: http, every 30s, timeout 5s" in done.stdout
+    assert "sink slack-oncall: slack, min severity P4" in done.stdout
+    assert not set("┏━┃│╭─") & set(done.stdout)
     assert "secret-token" not in done.stdout + done.stderr
 
 

@@ -11,21 +11,16 @@ from datetime import UTC, datetime
 
 import aiohttp
 
-from monitor.config import Config, load_config
+from monitor.config import Config
 from monitor.context import actions
 from monitor.context.journal import Journal
 from monitor.model import Incident
-from monitor.store import SqliteStore
 
 
-def run_action_command(args: argparse.Namespace) -> int:
+def run_action(config: Config, incident: Incident, args: argparse.Namespace) -> int:
+    """Run the action asked for on `incident` (found by `monitor.commands.action`)."""
     if not args.yes and not sys.stdin.isatty():
         return _fail("not on a terminal: add --yes to run the action without confirmation")
-    config = load_config(args.config)
-    with SqliteStore(config.monitor.state_path) as store:
-        incident = store.get_incident(args.id)
-    if incident is None:
-        return _fail(f"no incident {args.id}")
     try:
         return asyncio.run(_act(config, incident, args))
     except actions.ActionError as exc:

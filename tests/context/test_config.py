@@ -77,7 +77,7 @@ checks = ["worker"]
      "context.sentry.default: give exactly one of project and project_id"),
     ('[context.sentry]\ntoken_env = "SENTRY_TOKN"\norganization = "acme"\nproject_id = 1\n',
      "context.sentry.default.token_env: environment variable SENTRY_TOKN is not set"),
-    ('[context]\ntimeot = "5s"\n', "context.timeot: unknown key (check its spelling)"),
+    ('[context]\ntimeot = "5s"\n', "context.timeot: unknown key; did you mean `timeout`?"),
 ])
 def test_mistakes_are_one_line_each(write_config: Callable[[str], Path], body: str, expected: str) -> None:
     assert expected in problems(write_config, body)

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 _ANNOTATIONS = {"$schema", "$defs", "title", "description", "default", "examples", "format", "writeOnly",
-                "discriminator"}
+                "then"}
 _TYPES = {
     "object": lambda v: isinstance(v, dict),
     "array": lambda v: isinstance(v, list),
@@ -75,6 +75,12 @@ class SchemaValidator:
     def _anyOf(self, value: Any, options: list[dict[str, Any]], _schema: dict[str, Any], path: str) -> list[str]:
         results = [self.errors(value, option, path) for option in options]
         return [] if any(not r for r in results) else [f"{path}: matches no alternative: {results}"]
+
+    def _allOf(self, value: Any, options: list[dict[str, Any]], _schema: dict[str, Any], path: str) -> list[str]:
+        return [error for option in options for error in self.errors(value, option, path)]
+
+    def _if(self, value: Any, condition: dict[str, Any], schema: dict[str, Any], path: str) -> list[str]:
+        return self.errors(value, schema.get("then", {}), path) if not self.errors(value, condition, path) else []
 
     def _oneOf(self, value: Any, options: list[dict[str, Any]], _schema: dict[str, Any], path: str) -> list[str]:
         results = [self.errors(value, option, path) for option in options]

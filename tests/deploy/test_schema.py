@@ -92,8 +92,9 @@ def test_every_registered_type_has_a_variant_chosen_by_its_type_key() -> None:
     assert schema["$schema"] == SCHEMA_DIALECT
     for item, group in (("check", registry.CHECK_GROUP), ("sink", registry.SINK_GROUP)):
         entry = schema["$defs"][item]
-        assert set(entry["discriminator"]["mapping"]) == set(registry.available(group))
-        for type_name, ref in entry["discriminator"]["mapping"].items():
+        chosen = {rule["if"]["properties"]["type"]["const"]: rule["then"]["$ref"] for rule in entry["allOf"]}
+        assert set(chosen) == set(registry.available(group))
+        for type_name, ref in chosen.items():
             variant = schema["$defs"][ref.removeprefix("#/$defs/")]
             assert variant["properties"]["type"]["const"] == type_name
             assert variant["additionalProperties"] is False and "type" in variant["required"]
