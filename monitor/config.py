@@ -81,16 +81,28 @@ class MonitorSection(_Section):
     flap_high_threshold: float = Field(default=30.0, ge=0, le=100, description="Percent state change starting it.")
     node: str = Field(
         default_factory=default_node,
-        min_length=1,
-        max_length=128,
-        pattern=r"^\S+$",
         description="This replica's name among replicas sharing a PostgreSQL state store (default: host name-pid).",
     )
     leader_lease: Duration = Field(
         default=15.0,
-        ge=MIN_LEASE,
         description="How long a leader's lease lasts unrenewed; a dead leader is replaced within about this long.",
     )
+
+    @field_validator("leader_lease")
+    @classmethod
+    def _lease_long_enough(cls, value: float) -> float:
+        if value < MIN_LEASE:
+            raise ValueError(
+                f"must be at least {MIN_LEASE:g}s: a leader stops 1s before its lease can expire, and renews in between"
+            )
+        return value
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, value: str) -> str:
+        if not 1 <= len(value) <= 128 or any(character.isspace() for character in value):
+            raise ValueError(f"a node name is 1 to 128 characters without spaces, got {value!r}")
+        return value
 
 
 class ServerSection(_Section):
