@@ -1,11 +1,19 @@
-"""Helpers for the cluster tests: a database of the test's own, a listener that records what
-the elector told it, electors that are closed after the test."""
+"""Helpers for the cluster tests and bench/bench_failover.py: a database of the test's own, a
+listener that records what the elector told it, electors that are closed after the test, and
+replica processes (tests/postgres/cluster_child.py) driven by signals."""
 
 import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -14,6 +22,7 @@ from monitor.clock import Clock
 from monitor.cluster.elector import Elector
 from monitor.cluster.lease import LeaseTiming
 from monitor.cluster.model import Term
+from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Server
 
 
@@ -59,3 +68,55 @@ class Electors:
 
     async def close(self) -> None:
         await asyncio.gather(*(elector.aclose() for elector in self._made), return_exceptions=True)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ChildReplica:
+    """One replica process; its JSON events are collected as they are printed."""
+
+    def __init__(self, process: asyncio.subprocess.Process, node: str) -> None:
+        self.process = process
+        self.node = node
+        self.events: list[dict[str, Any]] = []
+        self.log: list[str] = []
+        """Its log lines (on stderr), shown when a wait fails."""
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def start(cls, dsn: str, node: str, lease: float) -> "ChildReplica":
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.postgres.cluster_child", node, str(lease),
+            cwd=ROOT, env={**os.environ, "CLUSTER_CHILD_DSN": dsn},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        return cls(process, node)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for line in self.process.stdout:
+            if line.startswith(b"{"):
+                self.events.append(json.loads(line))
+            else:
+                self.log.append(line.decode(errors="replace").rstrip())
+
+    def saw(self, event: str, **fields: Any) -> bool:
+        return any(e["event"] == event and all(e.get(k) == v for k, v in fields.items()) for e in self.events)
+
+    async def wait_for_event(self, event: str, within: float, **fields: Any) -> None:
+        async def seen() -> bool:
+            return self.saw(event, **fields)
+
+        await wait_for(seen, f"{self.node} to report {event} {fields or ''} (its log: {self.log[-5:]})", within=within)
+
+    def signal(self, number: signal.Signals) -> None:
+        self.process.send_signal(number)
+
+    async def finish(self) -> None:
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGCONT)
+                self.process.kill()
+        await self.process.wait()
+        await self._reader

@@ -3,74 +3,17 @@ PostgreSQL, stopped, paused and killed by signals. Leases are short (2-3 s) and 
 bounded, so each test takes a few seconds."""
 
 import asyncio
-import contextlib
-import json
-import os
 import signal
-import sys
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
 
 from monitor.cluster import sql
 from tests.postgres.cluster_child import WORK_LOG
-from tests.postgres.cluster_helpers import fresh_database
+from tests.postgres.cluster_helpers import ChildReplica, fresh_database
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import Server
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-class ChildReplica:
-    """One replica process; its JSON events are collected as they are printed."""
-
-    def __init__(self, process: asyncio.subprocess.Process, node: str) -> None:
-        self.process = process
-        self.node = node
-        self.events: list[dict[str, Any]] = []
-        self.log: list[str] = []
-        """Its log lines (on stderr), shown when a wait fails."""
-        self._reader = asyncio.create_task(self._read())
-
-    @classmethod
-    async def start(cls, dsn: str, node: str, lease: float) -> "ChildReplica":
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.postgres.cluster_child", node, str(lease),
-            cwd=ROOT, env={**os.environ, "CLUSTER_CHILD_DSN": dsn},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        )  # fmt: skip
-        return cls(process, node)
-
-    async def _read(self) -> None:
-        assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            if line.startswith(b"{"):
-                self.events.append(json.loads(line))
-            else:
-                self.log.append(line.decode(errors="replace").rstrip())
-
-    def saw(self, event: str, **fields: Any) -> bool:
-        return any(e["event"] == event and all(e.get(k) == v for k, v in fields.items()) for e in self.events)
-
-    async def wait_for_event(self, event: str, within: float, **fields: Any) -> None:
-        async def seen() -> bool:
-            return self.saw(event, **fields)
-
-        await wait_for(seen, f"{self.node} to report {event} {fields or ''} (its log: {self.log[-5:]})", within=within)
-
-    def signal(self, number: signal.Signals) -> None:
-        self.process.send_signal(number)
-
-    async def finish(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGCONT)
-                self.process.kill()
-        await self.process.wait()
-        await self._reader
 
 
 @pytest.fixture
