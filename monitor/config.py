@@ -79,8 +79,8 @@ class MonitorSection(_Section):
     )
     flap_low_threshold: float = Field(default=20.0, ge=0, le=100, description="Percent state change ending flapping.")
     flap_high_threshold: float = Field(default=30.0, ge=0, le=100, description="Percent state change starting it.")
-    node: str = Field(
-        default_factory=default_node,
+    node: str | None = Field(
+        default=None,
         description="This replica's name among replicas sharing a PostgreSQL state store (default: host name-pid).",
     )
     leader_lease: Duration = Field(
@@ -99,10 +99,17 @@ class MonitorSection(_Section):
 
     @field_validator("node")
     @classmethod
-    def _node_name(cls, value: str) -> str:
+    def _node_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         if not 1 <= len(value) <= 128 or any(character.isspace() for character in value):
             raise ValueError(f"a node name is 1 to 128 characters without spaces, got {value!r}")
         return value
+
+    @property
+    def node_name(self) -> str:
+        """`node`, else this process's default (kept out of the schema: it differs per process)."""
+        return self.node or default_node()
 
 
 class ServerSection(_Section):

@@ -149,13 +149,13 @@ port = 9
 
 def test_node_defaults_to_host_name_and_pid_and_lease_to_15s(write_config, clean_env) -> None:
     monitor = load_config(write_config(VALID)).monitor
-    assert monitor.node == f"{socket.gethostname()}-{os.getpid()}"
+    assert monitor.node_name == f"{socket.gethostname()}-{os.getpid()}"
     assert monitor.leader_lease == 15.0
 
 
 def test_node_can_be_set_in_the_environment(write_config, clean_env, monkeypatch) -> None:
     monkeypatch.setenv("MONITOR_MONITOR__NODE", "replica-b")
-    assert load_config(write_config(VALID)).monitor.node == "replica-b"
+    assert load_config(write_config(VALID)).monitor.node_name == "replica-b"
 
 
 def test_a_lease_too_short_to_step_down_in_time_is_a_config_error(write_config, clean_env) -> None:
