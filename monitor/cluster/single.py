@@ -17,6 +17,7 @@ from monitor.cluster.view import SEEN_WITHIN
 log = structlog.get_logger("monitor.cluster")
 
 HEARTBEAT_EVERY = 15.0
+FORGET_AFTER = timedelta(days=1)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS cluster_members (
     node TEXT PRIMARY KEY,
@@ -34,6 +35,8 @@ class SqliteMembership:
         self._db.execute(_SCHEMA)
 
     def seen(self, node: str, started_at: datetime, now: datetime) -> None:
+        # A process killed without leaving (its default node name has a pid in it) is forgotten a day later.
+        self._db.execute("DELETE FROM cluster_members WHERE last_seen < ?", (_stamp(now - FORGET_AFTER),))
         self._db.execute(
             "INSERT INTO cluster_members (node, started_at, last_seen, role, epoch) VALUES (?, ?, ?, ?, 0) "
             "ON CONFLICT (node) DO UPDATE SET started_at = excluded.started_at, last_seen = excluded.last_seen",

@@ -68,6 +68,9 @@ SELECT epoch FROM cluster_lease WHERE name = $1
 
 LEAVE = "DELETE FROM cluster_members WHERE node = $1 AND started_at = $2"
 
+FORGET_GONE = "DELETE FROM cluster_members WHERE last_seen < now() - interval '1 day'"
+"""Replicas killed without leaving (their default node name has a pid in it) are forgotten a day later."""
+
 LEASE_STATE = """
 SELECT leader, epoch, elected_at, expires_at >= now() AS held FROM cluster_lease WHERE name = $1
 """

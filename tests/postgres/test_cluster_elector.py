@@ -10,7 +10,7 @@ import pytest
 
 from monitor.clock import SystemClock
 from monitor.cluster import sql
-from monitor.cluster.elector import application_name
+from monitor.cluster.elector import Elector, application_name
 from monitor.cluster.fence import StaleEpochError, fenced_execute
 from monitor.cluster.model import Role, Term
 from monitor.cluster.supervisor import LeaderWork, RoleSupervisor
@@ -74,7 +74,8 @@ def leader_work() -> tuple[dict[str, LeaderWork], list[str]]:
     return {"checks": item("checks"), "delivery": item("delivery")}, events
 
 
-async def test_one_replica_leads_with_epoch_1_and_the_others_stand_by(electors: Electors, db) -> None:
+async def a_leads_b_and_c_stand_by(electors: Electors, db: asyncpg.Connection) -> tuple[Elector, Elector, Elector]:
+    """Three replicas on fake clocks that never move unless the test moves them."""
     a = electors.make("a", FakeClock())
     await wait_until(lambda: a.leading, "a to be elected")
     b = electors.make("b", FakeClock())
@@ -83,7 +84,12 @@ async def test_one_replica_leads_with_epoch_1_and_the_others_stand_by(electors: 
     async def all_seen() -> bool:
         return await roles(db) == {"a": "leader", "b": "standby", "c": "standby"}
 
-    await wait_for(all_seen, "three members, one leader")
+    await wait_for(all_seen, "three members, a the leader")
+    return a, b, c
+
+
+async def test_one_replica_leads_with_epoch_1_and_the_others_stand_by(electors: Electors, db) -> None:
+    a, b, c = await a_leads_b_and_c_stand_by(electors, db)
     assert a.term is not None and a.term.epoch == 1
     assert not b.leading and not c.leading
     view = await read_view(db)
@@ -184,15 +190,7 @@ async def test_a_rejected_write_makes_the_leader_step_down_at_once(electors: Ele
 async def test_a_clean_resign_wakes_a_standby_through_notify_and_every_election_adds_one_to_the_epoch(
     electors: Electors, db
 ) -> None:
-    a = electors.make("a", FakeClock())
-    await wait_until(lambda: a.leading, "a to be elected")
-    b = electors.make("b", FakeClock())
-    c = electors.make("c", FakeClock())
-
-    async def standing_by() -> bool:
-        return await roles(db) == {"a": "leader", "b": "standby", "c": "standby"}
-
-    await wait_for(standing_by, "b and c to stand by")
+    a, b, c = await a_leads_b_and_c_stand_by(electors, db)
 
     # No standby's clock moves: only the resignation's NOTIFY can wake them.
     await a.aclose()

@@ -55,6 +55,16 @@ def leaders(replicas: list[ChildReplica], epoch: int) -> list[str]:
     return [replica.node for replica in replicas if replica.saw("elected", epoch=epoch)]
 
 
+async def successor(replicas: list[ChildReplica], within: float, what: str) -> str:
+    """Waits until exactly one replica has won epoch 2; its node."""
+
+    async def elected() -> bool:
+        return len(leaders(replicas, 2)) == 1
+
+    await wait_for(elected, what, within=within)
+    return leaders(replicas, 2)[0]
+
+
 async def test_kill_9_of_the_leader_a_standby_leads_within_lease_plus_5_seconds(
     dsn: str, replicas: list[ChildReplica]
 ) -> None:
@@ -63,11 +73,7 @@ async def test_kill_9_of_the_leader_a_standby_leads_within_lease_plus_5_seconds(
 
     leader.signal(signal.SIGKILL)
 
-    async def taken_over() -> bool:
-        return len(leaders(replicas, 2)) == 1
-
-    await wait_for(taken_over, "a standby to take over", within=lease + 5.0)
-    assert leader.node not in leaders(replicas, 2)
+    assert await successor(replicas, lease + 5.0, "a standby to take over") != leader.node
     assert leaders(replicas, 3) == []
 
 
@@ -79,10 +85,7 @@ async def test_a_paused_leader_steps_down_and_its_late_writes_are_rejected_by_th
 
     leader.signal(signal.SIGSTOP)
 
-    async def taken_over() -> bool:
-        return len(leaders(replicas, 2)) == 1
-
-    await wait_for(taken_over, "a standby to take over from the paused leader", within=lease + 5.0)
+    assert await successor(replicas, lease + 5.0, "a standby to take over from the paused leader") != leader.node
     leader.signal(signal.SIGCONT)
     await leader.wait_for_event("stepped_down", within=10.0, epoch=1)
     await leader.wait_for_event("late_write", within=10.0, epoch=1)
@@ -105,10 +108,7 @@ async def test_a_clean_sigterm_of_the_leader_hands_over_within_2_seconds(
 
     leader.signal(signal.SIGTERM)
 
-    async def handed_over() -> bool:
-        return len(leaders(replicas, 2)) == 1
-
-    await wait_for(handed_over, "a standby to take over from the resigning leader", within=2.0)
+    assert await successor(replicas, 2.0, "a standby to take over from the resigning leader") != leader.node
     await leader.wait_for_event("stopped", within=10.0)
     assert await leader.process.wait() == 0
     assert leader.saw("stepped_down", epoch=1, reason="stopping")
