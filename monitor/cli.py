@@ -249,20 +249,34 @@ def _check_config(args: argparse.Namespace) -> int:
         f"{len(config.sinks)} sinks, listening on {config.server.listen}, state in {config.monitor.state_path}"
     )
     checks = Table("check", "type", "interval", "timeout", "thresholds (fail/ok)", title="checks")
-    for name, check in config.checks.items():
-        checks.add_row(
-            name,
-            check.type,
-            format_duration(check.interval or config.monitor.interval),
-            format_duration(check.timeout or config.monitor.timeout),
-            f"{check.failure_threshold}/{check.success_threshold}",
-        )
+    for row in _check_rows(config):
+        checks.add_row(*row)
     console.print(checks)
     sinks = Table("sink", "type", "min severity", "resolved", title="sinks")
     for name, sink in config.sinks.items():
         sinks.add_row(name, sink.type, sink.min_severity.value, "yes" if sink.send_resolved else "no")
     console.print(sinks)
     return 0
+
+
+CHECK_ROWS_SHOWN = 50
+
+
+def _check_rows(config: Config) -> list[tuple[str, ...]]:
+    """One row per check; past CHECK_ROWS_SHOWN checks, one row per distinct setting with a count,
+    so that a config of 10,000 checks is summarised in a screen (and in milliseconds)."""
+    rows: dict[tuple[str, ...], list[str]] = {}
+    for name, check in config.checks.items():
+        setting = (
+            check.type,
+            format_duration(check.interval or config.monitor.interval),
+            format_duration(check.timeout or config.monitor.timeout),
+            f"{check.failure_threshold}/{check.success_threshold}",
+        )
+        rows.setdefault(setting, []).append(name)
+    if len(config.checks) <= CHECK_ROWS_SHOWN:
+        return [(name, *setting) for setting, names in rows.items() for name in names]
+    return [(f"{len(names)} checks ({names[0]}, ...)", *setting) for setting, names in rows.items()]
 
 
 def _incidents(args: argparse.Namespace) -> int:

@@ -71,7 +71,7 @@ class Daemon:
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self.overrides = overrides or {}
-        self.metrics = MonitorMetrics()
+        self.metrics = MonitorMetrics(config.server.duration_metric, config.server.duration_buckets)
         self.ready = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
@@ -169,8 +169,9 @@ class Daemon:
         self.notifier.config = new
         self.connectivity = self._connectivity_probe(new)
         self._publish(self.incidents.update_config(new))
-        if new.server.listen != old.server.listen:
-            log.warning("config.reload_needs_restart", key="server.listen", running=old.server.listen)
+        for key in ("listen", "duration_metric", "duration_buckets"):
+            if getattr(new.server, key) != getattr(old.server, key):
+                log.warning("config.reload_needs_restart", key=f"server.{key}", running=getattr(old.server, key))
         log.info("config.reloaded", checks=len(new.checks), sinks=len(new.sinks))
 
     def _install_signal_handlers(self) -> None:
@@ -216,7 +217,7 @@ class Daemon:
             return
         self.metrics.record_run(result.check, result.status, result.duration, now)
         self._publish(self.incidents.observe(result.check, result.findings))
-        self.metrics.check_flapping.labels(check=result.check).set(int(self.incidents.is_flapping(result.check)))
+        self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
 
     async def _network_reachable(self) -> bool:
         """Asked before a failure counts: while the monitor itself is cut off, nothing is concluded."""
