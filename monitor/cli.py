@@ -17,7 +17,7 @@ from rich.table import Table
 from alerting.base import SinkContext
 from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
-from monitor import __version__, logs, registry
+from monitor import __version__, event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.daemon import Daemon, http_session
@@ -70,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     run = command("run", _run, "Run every check on its schedule until SIGTERM or SIGINT.", EXIT_CONFIG_ERROR)
     run.add_argument("--interval", help="default interval for checks that set none, e.g. 60s")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--loop", default="auto", choices=event_loop.LOOP_NAMES, help="event loop (default: uvloop where installed)"
+    )
 
     once = command("once", _once, "Run every (or the named) check once and print the findings.", 3)
     once.add_argument("--check", action="append", default=[], metavar="NAME", help="only this check (repeatable)")
@@ -122,7 +125,9 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     logs.configure(args.log_level)
     try:
-        asyncio.run(Daemon(config, overrides=overrides).run())
+        event_loop.run(Daemon(config, overrides=overrides).run(), args.loop)
+    except event_loop.LoopUnavailableError as exc:
+        raise UsageError(str(exc)) from None
     except OSError as exc:
         raise UsageError(f"cannot start: {exc.strerror or exc}") from None
     return 0
