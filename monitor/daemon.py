@@ -277,10 +277,7 @@ class Daemon:
         write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
 
     def _refresh_incident_gauges(self) -> None:
-        counts = dict.fromkeys(Severity, 0)
-        for incident in self.incidents.open_incidents:
-            counts[incident.severity] += 1
-        for severity, count in counts.items():
+        for severity, count in self.incidents.open_counts().items():
             self.metrics.incidents_open.labels(severity=severity.value).set(count)
 
     def _start_watchdog(self) -> None:
@@ -307,6 +304,7 @@ class Daemon:
         log.info("daemon.stopping")
         for check in await self.scheduler.stop():
             await check.aclose()
+        self.incidents.flush()
         await self.dispatcher.drain(self.config.monitor.shutdown_grace)
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()

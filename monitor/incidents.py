@@ -85,11 +85,23 @@ class IncidentManager:
         self._config = config
         self._states: dict[str, _CheckState] = {}
         self._silences: list[Silence] = store.silences(clock.now())
-        self._open: dict[str, Incident] = {incident.key: incident for incident in store.open_incidents()}
+        self._open: dict[str, Incident] = {}
+        self._open_codes: dict[str, set[str]] = {}
+        """Codes of each check's open incidents: a run looks up its own, never scans them all."""
+        self._unsaved: dict[str, Incident] = {}
+        """Incidents changed only by another failing run (count, summary, evidence): written by `flush`."""
+        for incident in store.open_incidents():
+            self._add_open(incident)
 
     @property
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda incident: incident.id)
+
+    def open_counts(self) -> dict[Severity, int]:
+        counts = dict.fromkeys(Severity, 0)
+        for incident in self._open.values():
+            counts[incident.severity] += 1
+        return counts
 
     def is_flapping(self, check: str) -> bool:
         state = self._states.get(check)
@@ -123,7 +135,7 @@ class IncidentManager:
         events = self._track_flapping(check, config, state, bool(failing))
         if state.flap.flapping:
             return events
-        tracked = set(state.streaks) | {i.code for i in self._open.values() if i.check == check}
+        tracked = set(state.streaks) | self._open_codes.get(check, set())
         tracked.discard(FLAPPING_CODE)
         for finding in failing.values():
             events += self._failed(check, config, state, finding)
@@ -163,17 +175,18 @@ class IncidentManager:
         incident.failing_runs += 1
         incident.summary = finding.summary
         incident.evidence = list(finding.evidence)
-        events = []
-        if severity.rank < incident.severity.rank:
-            previous = incident.severity
-            incident.severity = severity
-            incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
-            change = f"{previous.value} -> {severity.value}: {finding.summary}"
-            self._log.write(now, "severity raised", incident, change)
-            if incident.paged:
-                events.append(self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous))
+        if severity.rank >= incident.severity.rank:
+            self._unsaved[incident.key] = incident
+            return []
+        previous = incident.severity
+        incident.severity = severity
+        incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
+        change = f"{previous.value} -> {severity.value}: {finding.summary}"
+        self._log.write(now, "severity raised", incident, change)
         self._store.save_incident(incident)
-        return events
+        if incident.paged:
+            return [self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous)]
+        return []
 
     def _passed(
         self, check: str, config: CheckConfig, state: _CheckState, code: str, findings: list[Finding]
@@ -198,11 +211,10 @@ class IncidentManager:
     def _dependency_state(self, config: CheckConfig) -> tuple[bool, Incident | None]:
         """Whether a dependency is down (failing, or with an open incident), and its incident if any."""
         for dependency in config.depends_on:
-            incident = next(
-                (i for i in self.open_incidents if i.check == dependency and i.code != FLAPPING_CODE), None
-            )
-            if incident is not None:
-                return True, incident
+            codes = sorted(self._open_codes.get(dependency, set()) - {FLAPPING_CODE})
+            if codes:
+                incidents = [self._open[f"{dependency}/{code}"] for code in codes]
+                return True, min(incidents, key=lambda incident: incident.id)
             state = self._states.get(dependency)
             if state and any(streak.failures for streak in state.streaks.values()):
                 return True, None
@@ -217,7 +229,9 @@ class IncidentManager:
             dependency.record(
                 now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}"
             )
-        self._store.save_incident(dependency)
+            self._store.save_incident(dependency)
+        else:
+            self._unsaved[dependency.key] = dependency
 
     # Flapping
 
@@ -225,6 +239,8 @@ class IncidentManager:
         self, check: str, config: CheckConfig, state: _CheckState, failing: bool
     ) -> list[IncidentEvent]:
         change = state.flap.record(failing)
+        if change is None:
+            return []
         percent = f"{state.flap.percent:.0f}% state change over the last 21 runs"
         if change is FlapChange.STARTED:
             for incident in self._open.values():
@@ -282,7 +298,7 @@ class IncidentManager:
         runs = f" after {failing_runs} consecutive failing run(s)" if failing_runs > 1 else ""
         incident.record(now, "opened", f"incident opened at {severity.value}{runs}")
         incident = self._store.create_incident(incident)
-        self._open[incident.key] = incident
+        self._add_open(incident)
         self._log.write(now, "detected", incident, finding.summary)
         hold = self._hold_reason(check, now)
         if hold is not None:
@@ -312,9 +328,28 @@ class IncidentManager:
         if incident.paged and incident.severity.rank <= 2 and incident.check != MONITOR_CHECK:
             incident.postmortem_path = self._postmortem_path(incident)
         self._store.save_incident(incident)
-        del self._open[incident.key]
+        self._remove_open(incident)
         self._log.write(now, "resolved", incident, resolution)
         return [self._event(IncidentEventKind.RESOLVED, incident)] if incident.paged else []
+
+    def _add_open(self, incident: Incident) -> None:
+        self._open[incident.key] = incident
+        self._open_codes.setdefault(incident.check, set()).add(incident.code)
+
+    def _remove_open(self, incident: Incident) -> None:
+        del self._open[incident.key]
+        self._unsaved.pop(incident.key, None)
+        codes = self._open_codes[incident.check]
+        codes.discard(incident.code)
+        if not codes:
+            del self._open_codes[incident.check]
+
+    def flush(self) -> None:
+        """Write what further failing runs changed, in one transaction: an outage of 1,000 checks
+        is one write a second, not 1,000. A crash loses at most the last second's run counts."""
+        if self._unsaved:
+            self._store.save_incidents(list(self._unsaved.values()))
+            self._unsaved.clear()
 
     def _postmortem_path(self, incident: Incident) -> str:
         name = f"{incident.opened_at:%Y-%m-%d}-incident-{incident.id}-{incident.check}-{incident.code}.md"
@@ -339,6 +374,7 @@ class IncidentManager:
         """What time alone decides: acknowledgements left by the CLI, pages held by silences
         that ended, escalations, response-time breaches and status updates."""
         now = self._clock.now()
+        self.flush()
         self._silences = self._store.silences(now)
         events = self._apply_requested_acknowledgements()
         for incident in self.open_incidents:
