@@ -171,7 +171,7 @@ class HttpCheck(Check[HttpCheckConfig]):
                         values={"latency_seconds": latency, "excess_percent": excess},
                     )
                 )
-        if not findings:
+        if not findings and self.config.degradation_percent is not None:
             self.baseline.learn(latency)
         return findings
 

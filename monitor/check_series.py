@@ -8,7 +8,7 @@ run is a tuple built on the event loop, and a scrape copies the row references (
 and formats them in a worker thread from that consistent snapshot while the loop goes on.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -116,43 +116,54 @@ class CheckSeries:
         yield from (up, status, duration, runs, last_run, flapping)
 
 
-def render(rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: bool) -> str:
-    """The text exposition (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`) of `rows`."""
-    lines: list[str] = []
-    add = lines.append
+CHUNK_ROWS = 500
+"""Rows formatted between two turns of the event loop: about a millisecond of work."""
 
-    def header(name: str, kind: str) -> None:
+
+def render(rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: bool) -> Iterator[str]:
+    """The text exposition (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`) of `rows`,
+    in pieces of at most CHUNK_ROWS rows of one family, so that the caller can yield between them."""
+
+    def header(name: str, kind: str) -> str:
         shown = name + "_total" if kind == "counter" and not openmetrics else name
-        add(f"# HELP {shown} {HELP[name]}\n# TYPE {shown} {kind}\n")
+        return f"# HELP {shown} {HELP[name]}\n# TYPE {shown} {kind}\n"
 
-    header(UP, "gauge")
-    lines += [f'{UP}{{check="{row.label}"}} {int(row.status == 0)}\n' for row in rows]
-    header(STATUS, "gauge")
-    lines += [f'{STATUS}{{check="{row.label}"}} {row.status}\n' for row in rows]
+    families: list[tuple[str, str, Callable[[CheckRow], str]]] = [
+        (UP, "gauge", lambda row: f'{UP}{{check="{row.label}"}} {int(row.status == 0)}\n'),
+        (STATUS, "gauge", lambda row: f'{STATUS}{{check="{row.label}"}} {row.status}\n'),
+    ]
     if bounds:
-        header(DURATION, "histogram")
         les = [f'",le="{floatToGoString(bound)}"}} ' for bound in (*bounds, float("inf"))]
-        for row in rows:
+
+        def histogram(row: CheckRow) -> str:
             prefix = f'{DURATION}_bucket{{check="{row.label}'
             count = sum(row.runs)
-            lines += [f"{prefix}{le}{n}\n" for le, n in zip(les, (*row.buckets, count), strict=True)]
-            add(f'{DURATION}_count{{check="{row.label}"}} {count}\n')
-            add(f'{DURATION}_sum{{check="{row.label}"}} {row.duration_sum!r}\n')
+            buckets = "".join([f"{prefix}{le}{n}\n" for le, n in zip(les, (*row.buckets, count), strict=True)])
+            return (
+                f'{buckets}{DURATION}_count{{check="{row.label}"}} {count}\n'
+                f'{DURATION}_sum{{check="{row.label}"}} {row.duration_sum!r}\n'
+            )
+
+        families.append((DURATION, "histogram", histogram))
     else:
-        header(DURATION, "gauge")
-        lines += [f'{DURATION}{{check="{row.label}"}} {row.duration!r}\n' for row in rows]
-    header(RUNS, "counter")
-    for row in rows:
-        lines += [
+        families.append((DURATION, "gauge", lambda row: f'{DURATION}{{check="{row.label}"}} {row.duration!r}\n'))
+
+    def runs(row: CheckRow) -> str:
+        return "".join([
             f'{RUNS}_total{{check="{row.label}",status="{_STATUS_LABELS[index]}"}} {count}\n'
             for index, count in enumerate(row.runs)
             if count
-        ]
-    header(LAST_RUN, "gauge")
-    lines += [f'{LAST_RUN}{{check="{row.label}"}} {row.finished_at!r}\n' for row in rows]
-    header(FLAPPING, "gauge")
-    lines += [f'{FLAPPING}{{check="{row.label}"}} {row.flapping}\n' for row in rows]
-    return "".join(lines)
+        ])
+
+    families += [
+        (RUNS, "counter", runs),
+        (LAST_RUN, "gauge", lambda row: f'{LAST_RUN}{{check="{row.label}"}} {row.finished_at!r}\n'),
+        (FLAPPING, "gauge", lambda row: f'{FLAPPING}{{check="{row.label}"}} {row.flapping}\n'),
+    ]
+    for name, kind, line in families:
+        yield header(name, kind)
+        for start in range(0, len(rows), CHUNK_ROWS):
+            yield "".join([line(row) for row in rows[start : start + CHUNK_ROWS]])
 
 
 def series_per_check(duration_metric: DurationMetric, buckets: Sequence[float]) -> int:

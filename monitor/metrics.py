@@ -1,9 +1,10 @@
 """Every metric the daemon exports, on a registry of its own (never the global one), and one
 scrape's rendering: negotiated like prometheus_client's own handler (OpenMetrics when the
-scraper asks for it, gzip when it accepts it), from a snapshot taken on the event loop and
-formatted in a worker thread."""
+scraper asks for it, gzip when it accepts it), from a snapshot, in pieces of a millisecond
+between which the event loop runs its checks."""
 
-import gzip
+import asyncio
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,7 +27,8 @@ from monitor.model import Severity, Status
 # `_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
 
-GZIP_LEVEL = 6
+GZIP_LEVEL = 1
+"""A fifth of level 6's CPU for 7 % more bytes (0.39 MB for 10,000 checks)."""
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -144,6 +146,8 @@ class MonitorMetrics:
 
 @dataclass(frozen=True)
 class Scrape:
+    """One scrape: the rows as they were when it came in, and how the scraper wants them."""
+
     rows: list[CheckRow]
     bounds: tuple[float, ...]
     shared: CollectorRegistry
@@ -155,11 +159,24 @@ class Scrape:
     def openmetrics(self) -> bool:
         return self.content_type.startswith("application/openmetrics-text")
 
-    def render(self) -> bytes:
-        """The response body. Thread-safe: the rows are immutable and prometheus_client locks its own values."""
+    async def render(self) -> bytes:
+        """The response body. Never blocks the loop for more than a piece of CHUNK_ROWS rows:
+        the rows are immutable, so what the loop records meanwhile is not in this scrape."""
         shared = self.encoder(self.shared)
         eof = b""
         if self.openmetrics:
             shared, eof = shared.removesuffix(b"# EOF\n"), b"# EOF\n"
-        body = shared + check_series.render(self.rows, self.bounds, self.openmetrics).encode() + eof
-        return gzip.compress(body, compresslevel=GZIP_LEVEL) if self.gzip else body
+        gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if self.gzip else None
+        parts: list[bytes] = []
+
+        def add(data: bytes) -> None:
+            parts.append(gzip.compress(data) if gzip else data)
+
+        add(shared)
+        for piece in check_series.render(self.rows, self.bounds, self.openmetrics):
+            add(piece.encode())
+            await asyncio.sleep(0)
+        add(eof)
+        if gzip:
+            parts.append(gzip.flush())
+        return b"".join(parts)

@@ -4,9 +4,10 @@ series that cost little, and an OK run that does no I/O."""
 
 import asyncio
 import gzip
-import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,7 +20,7 @@ from monitor.config import ConfigError, load_config
 from monitor.daemon import Daemon
 from monitor.incident_log import IncidentLog
 from monitor.incidents import IncidentManager
-from monitor.metrics import MonitorMetrics, Scrape
+from monitor.metrics import MonitorMetrics
 from monitor.model import Status
 from monitor.store import SqliteStore
 from tests.fakes import FakeClock
@@ -91,7 +92,7 @@ def test_the_hand_rendered_check_series_parse_to_what_prometheus_client_would_ex
     metrics = MonitorMetrics()
     record_some(metrics)
     accept = "application/openmetrics-text; version=1.0.0" if openmetrics else ""
-    text = metrics.scrape(accept, "").render().decode()
+    text = asyncio.run(metrics.scrape(accept, "").render()).decode()
     from_collectors = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in metrics.checks.collect()
@@ -114,7 +115,7 @@ def test_a_check_costs_twelve_series_by_default_and_six_with_a_duration_gauge() 
     for duration_metric, per_check in (("histogram", 12), ("gauge", 6)):
         metrics = MonitorMetrics(duration_metric)  # type: ignore[arg-type]
         metrics.record_run("api", Status.OK, 0.02, 1_700_000_000.5)
-        series = samples(metrics.scrape("", "").render().decode())
+        series = samples(asyncio.run(metrics.scrape("", "").render()).decode())
         assert len(series) == per_check == check_series.series_per_check(duration_metric, metrics.checks.bounds)
         kinds = {family.name: family.type for family in metrics.checks.collect()}
         assert kinds["health_monitor_check_duration_seconds"] == duration_metric
@@ -164,25 +165,22 @@ def runs(daemon: Daemon) -> float:
 
 async def test_a_scrape_during_a_slow_render_does_not_delay_the_checks(daemon_base, monkeypatch) -> None:
     daemon, base = daemon_base
-    rendering, release = threading.Event(), threading.Event()
-    real_render = Scrape.render
+    runs_at_each_piece: list[float] = []
+    real_render = check_series.render
 
-    def slow_render(scrape: Scrape) -> bytes:
-        rendering.set()
-        release.wait(timeout=30)
-        return real_render(scrape)
+    def slow_render(*args: Any) -> Iterator[str]:
+        """The real pieces, then 200 empty ones of 5 ms each: a second of rendering, twenty intervals."""
+        yield from real_render(*args)
+        for _ in range(200):
+            runs_at_each_piece.append(runs(daemon))
+            time.sleep(0.005)
+            yield ""
 
-    monkeypatch.setattr(Scrape, "render", slow_render)
-    async with aiohttp.ClientSession() as session:
-        scrape = asyncio.create_task(session.get(f"{base}/metrics"))
-        await wait_until(rendering.is_set, "the render to start")
-        during = runs(daemon)
-        await wait_until(lambda: runs(daemon) >= during + 3, "three runs while /metrics is still rendering")
-        assert not scrape.done()
-        release.set()
-        async with await scrape as response:
-            assert response.status == 200
-            assert "health_monitor_check_up" in await response.text()
+    monkeypatch.setattr(check_series, "render", slow_render)
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        assert "health_monitor_check_up" in await response.text()
+    assert runs_at_each_piece[-1] >= runs_at_each_piece[0] + 3, "the checks waited for the render"
 
 
 async def test_metrics_are_gzipped_when_the_scraper_accepts_it(daemon_base) -> None:
