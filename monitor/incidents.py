@@ -297,26 +297,34 @@ class IncidentManager:
             incident.record(first_failure_at, "first_failure", f"first failing run: {finding.summary}")
         runs = f" after {failing_runs} consecutive failing run(s)" if failing_runs > 1 else ""
         incident.record(now, "opened", f"incident opened at {severity.value}{runs}")
-        incident = self._store.create_incident(incident)
-        self._add_open(incident)
-        self._log.write(now, "detected", incident, finding.summary)
         hold = self._hold_reason(check, now)
+        level = None
         if hold is not None:
             incident.record(now, "held", f"no one paged: {hold}")
-            self._store.save_incident(incident)
+        else:
+            level = self._mark_paged(incident, now)
+        incident = self._store.create_incident(incident)  # opened and paged (or held): one write
+        self._add_open(incident)
+        self._log.write(now, "detected", incident, finding.summary)
+        if hold is not None:
             return []
-        return [self._page(incident, now)]
+        return [self._event(IncidentEventKind.OPENED, incident, level=level)]
 
     def _page(self, incident: Incident, now: datetime) -> IncidentEvent:
+        level = self._mark_paged(incident, now)
+        self._store.save_incident(incident)
+        return self._event(IncidentEventKind.OPENED, incident, level=level)
+
+    def _mark_paged(self, incident: Incident, now: datetime) -> EscalationLevel | None:
+        """Record the page (and the first escalation level it reaches, if any); the caller saves."""
         incident.paged_at = now
         first = [level for level in self._levels_for(incident) if level.after <= 0]
-        if first:
-            incident.escalation_level = first[-1].level
-            incident.record(now, "paged", f"paged level {first[-1].level} ({first[-1].role})")
-        else:
+        if not first:
             incident.record(now, "paged", "paged")
-        self._store.save_incident(incident)
-        return self._event(IncidentEventKind.OPENED, incident, level=first[-1] if first else None)
+            return None
+        incident.escalation_level = first[-1].level
+        incident.record(now, "paged", f"paged level {first[-1].level} ({first[-1].role})")
+        return first[-1]
 
     def _resolve(self, incident: Incident, resolution: str) -> list[IncidentEvent]:
         now = self._clock.now()
