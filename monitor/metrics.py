@@ -132,7 +132,7 @@ class MonitorMetrics:
         self.checks.forget(check)
 
     def scrape(self, accept: str, accept_encoding: str) -> "Scrape":
-        """One scrape's snapshot, cheap enough for the event loop; render it with `Scrape.render` elsewhere."""
+        """One scrape: a snapshot of the rows (microseconds) and the negotiated format and encoding."""
         encoder, content_type = choose_encoder(accept)
         return Scrape(
             rows=self.checks.snapshot(),
