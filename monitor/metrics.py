@@ -28,7 +28,7 @@ from monitor.model import Severity, Status
 disable_created_metrics()
 
 GZIP_LEVEL = 1
-"""A fifth of level 6's CPU for 7 % more bytes (0.39 MB for 10,000 checks)."""
+"""A third of level 6's CPU (19 ms instead of 50 for 10,000 checks) for 7 % more bytes."""
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
