@@ -87,8 +87,8 @@ class IncidentManager:
         self._silences: list[Silence] = store.silences(clock.now())
         self._open: dict[str, Incident] = {}
         self._open_codes: dict[str, set[str]] = {}
-        self._open_counts = dict.fromkeys(Severity, 0)
         """Codes of each check's open incidents: a run looks up its own, never scans them all."""
+        self._open_counts = dict.fromkeys(Severity, 0)
         self._unsaved: dict[str, Incident] = {}
         """Incidents changed only by another failing run (count, summary, evidence): written by `flush`."""
         for incident in store.open_incidents():
@@ -211,10 +211,9 @@ class IncidentManager:
     def _dependency_state(self, config: CheckConfig) -> tuple[bool, Incident | None]:
         """Whether a dependency is down (failing, or with an open incident), and its incident if any."""
         for dependency in config.depends_on:
-            codes = sorted(self._open_codes.get(dependency, set()) - {FLAPPING_CODE})
+            codes = self._open_codes.get(dependency, set()) - {FLAPPING_CODE}
             if codes:
-                incidents = [self._open[f"{dependency}/{code}"] for code in codes]
-                return True, min(incidents, key=lambda incident: incident.id)
+                return True, min((self._open[f"{dependency}/{code}"] for code in codes), key=lambda i: i.id)
             state = self._states.get(dependency)
             if state and any(streak.failures for streak in state.streaks.values()):
                 return True, None
