@@ -66,6 +66,11 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)] if ordered else 0.0
 
 
+def warmup_seconds(interval: float) -> float:
+    """Every check has started (spread over up to 10 s) and run twice: the daemon's steady state."""
+    return min(interval, 10.0) + 2 * interval + 1.0
+
+
 def emit(event: str, **fields: Any) -> None:
     print(json.dumps({"event": event, **fields}), flush=True)
 
@@ -199,7 +204,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
     ready_seconds = time.monotonic() - started
     emit("ready", port=port, ready_seconds=ready_seconds, check_config_seconds=config_seconds,
          loop=type(asyncio.get_running_loop()).__module__)
-    await asyncio.sleep(min(args.interval, 10.0) + args.interval + 1.0)  # every check ran and warmed up
+    await asyncio.sleep(warmup_seconds(args.interval))
 
     def runs() -> int:
         return sum(sum(row.runs) for row in daemon.metrics.checks.snapshot())
@@ -269,7 +274,7 @@ async def bare_phase(args: argparse.Namespace) -> None:
 
     done = 0
     loop = asyncio.get_running_loop()
-    warmup = min(args.interval, 10.0) + args.interval + 1.0
+    warmup = warmup_seconds(args.interval)
     stop_at = loop.time() + warmup + args.seconds
 
     async def worker(session: aiohttp.ClientSession, offset: float) -> None:
