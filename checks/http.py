@@ -97,8 +97,10 @@ class HttpCheck(Check[HttpCheckConfig]):
         return self._down(ProbeFailure("timeout", f"no complete answer within {format_duration(seconds)}"))
 
     async def _request(self) -> tuple[int, bytes]:
-        headers = dict(self.config.headers)
-        headers.update({name: secret.value() for name, secret in self.config.headers_env.items()})
+        headers = None
+        if self.config.headers or self.config.headers_env:
+            headers = dict(self.config.headers)
+            headers.update({name: secret.value() for name, secret in self.config.headers_env.items()})
         try:
             async with self.context.http.request(
                 self.config.method,
@@ -173,7 +175,7 @@ class HttpCheck(Check[HttpCheckConfig]):
                         values={"latency_seconds": latency, "excess_percent": excess},
                     )
                 )
-        if not findings:
+        if not findings and self.config.degradation_percent is not None:
             self.baseline.learn(latency)
         return findings
 

@@ -52,6 +52,9 @@ def probe_failure(exc: BaseException, url: str) -> ProbeFailure:
 
 async def read_capped(response: aiohttp.ClientResponse) -> bytes:
     """At most MAX_BODY_BYTES + 1 bytes of the body: enough to know it was too long."""
+    length = response.content_length
+    if length is not None and length <= MAX_BODY_BYTES and "Content-Encoding" not in response.headers:
+        return await response.read()  # the common case, in one read: the parser stops at Content-Length
     body = bytearray()
     async for chunk in response.content.iter_chunked(64 * 1024):
         body += chunk

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from monitor import __version__
+from monitor import __version__, event_loop
 from monitor.context.cli import ACTION_HELP, add_action_arguments
 
 EXIT_FAILURE = 1
@@ -130,6 +130,9 @@ def _parser() -> Parser:
     run = command("run", "run", "Run every check on its schedule until SIGTERM or SIGINT.", RUN_EPILOG)
     run.add_argument("--interval", help="default interval for checks that set none, e.g. 60s")
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--loop", default="auto", choices=event_loop.LOOP_NAMES, help="event loop (default: uvloop where installed)"
+    )
     run.set_defaults(failure_event="daemon.start_failed")
 
     once = command(

@@ -19,7 +19,7 @@ from rich.table import Table
 from alerting.base import SinkContext
 from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
-from monitor import logs, registry
+from monitor import event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.daemon import Daemon, http_session
@@ -63,7 +63,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"monitor": {"interval": args.interval}} if args.interval else None
     config = load_config(args.config, overrides)
     try:
-        asyncio.run(Daemon(config, overrides=overrides).run())
+        event_loop.run(Daemon(config, overrides=overrides).run(), args.loop)
+    except event_loop.LoopUnavailableError as exc:
+        raise CommandError(str(exc)) from None
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     except sqlite3.Error as exc:
@@ -210,16 +212,7 @@ def check_config(args: argparse.Namespace) -> int:
         f"{counted(len(config.sinks), 'sink')}, listening on {config.server.listen}, "
         f"state in {config.monitor.state_path}"
     )
-    checks = [
-        (
-            name,
-            check.type,
-            format_duration(check.interval or config.monitor.interval),
-            format_duration(check.timeout or config.monitor.timeout),
-            f"{check.failure_threshold}/{check.success_threshold}",
-        )
-        for name, check in config.checks.items()
-    ]
+    checks = _check_rows(config)
     sinks = [
         (name, sink.type, sink.min_severity.value, "yes" if sink.send_resolved else "no")
         for name, sink in config.sinks.items()
@@ -235,6 +228,26 @@ def check_config(args: argparse.Namespace) -> int:
     for name, kind, severity, resolved in sinks:
         print(f"sink {name}: {kind}, min severity {severity}, resolved {resolved}")
     return 0
+
+
+CHECK_ROWS_SHOWN = 50
+
+
+def _check_rows(config: Config) -> list[tuple[str, ...]]:
+    """One row per check; past CHECK_ROWS_SHOWN checks, one row per distinct setting with a count,
+    so that a config of 10,000 checks is summarised in a screen (and in milliseconds)."""
+    rows: dict[tuple[str, ...], list[str]] = {}
+    for name, check in config.checks.items():
+        setting = (
+            check.type,
+            format_duration(check.interval or config.monitor.interval),
+            format_duration(check.timeout or config.monitor.timeout),
+            f"{check.failure_threshold}/{check.success_threshold}",
+        )
+        rows.setdefault(setting, []).append(name)
+    if len(config.checks) <= CHECK_ROWS_SHOWN:
+        return [(name, *setting) for setting, names in rows.items() for name in names]
+    return [(f"{len(names)} checks ({names[0]}, ...)", *setting) for setting, names in rows.items()]
 
 
 def _table(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> Table:

@@ -34,6 +34,9 @@ class FlapDetector:
         self._history: deque[bool] = deque(maxlen=WINDOW)
 
     def record(self, failing: bool) -> FlapChange | None:
+        if self.percent == 0.0 and self._history and self._history[-1] == failing:
+            self._history.append(failing)  # a steady check: no change in the window, none now
+            return None
         self._history.append(failing)
         self.percent = percent_state_change(list(self._history))
         if not self.flapping and self.percent > self.high:

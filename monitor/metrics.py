@@ -1,49 +1,56 @@
-"""Every metric the daemon exports, on a registry of its own (never the global one)."""
+"""Every metric the daemon exports, on a registry of its own (never the global one), and one
+scrape's rendering: negotiated like prometheus_client's own handler (OpenMetrics when the
+scraper asks for it, gzip when it accepts it), from a snapshot, in pieces of a millisecond
+between which the event loop runs its checks."""
 
-import contextlib
+import asyncio
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+from prometheus_client.exposition import choose_encoder, gzip_accepted
 
-from monitor import __version__
+from monitor import __version__, check_series
+from monitor.check_series import DEFAULT_DURATION_BUCKETS, CheckRow, CheckSeries, DurationMetric
 from monitor.model import Severity, Status
 
 # `_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+GZIP_LEVEL = 1
+"""A third of level 6's CPU (19 ms instead of 50 for 10,000 checks) for 7 % more bytes."""
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
 _DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 class MonitorMetrics:
-    """The contract's `health_monitor_*` series. Labels are bounded: check, sink, severity, status."""
+    """The contract's `health_monitor_*` series plus prometheus_client's `process_*` and `python_*`.
+    Labels are bounded: check, sink, severity, status.
 
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.check_up = Gauge("health_monitor_check_up", "1 when the check's last run was OK.", ["check"], registry=r)
-        self.check_status = Gauge(
-            "health_monitor_check_status",
-            "Worst status of the last run: 0 ok, 1 warning, 2 critical, 3 unknown.",
-            ["check"],
-            registry=r,
-        )
-        self.check_duration = Histogram(
-            "health_monitor_check_duration_seconds",
-            "Wall time of one check run.",
-            ["check"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.check_runs = Counter(
-            "health_monitor_check_runs", "Check runs by resulting status.", ["check", "status"], registry=r
-        )
-        self.check_last_run = Gauge(
-            "health_monitor_check_last_run_timestamp_seconds",
-            "Unix time at which the check last finished.",
-            ["check"],
-            registry=r,
-        )
+    The per-check `health_monitor_check_*` series live in `checks` (see monitor/check_series.py);
+    everything else in `shared`, through prometheus_client. `registry` holds both, for look-ups."""
+
+    def __init__(
+        self,
+        duration_metric: DurationMetric = "histogram",
+        duration_buckets: Sequence[float] = DEFAULT_DURATION_BUCKETS,
+    ) -> None:
+        self.checks = CheckSeries(duration_metric, duration_buckets)
+        self.shared = CollectorRegistry(auto_describe=True)
+        r = self.shared
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.incidents_open = Gauge(
             "health_monitor_incidents_open", "Incidents open now, by severity.", ["severity"], registry=r
         )
@@ -55,9 +62,6 @@ class MonitorMetrics:
             "Incidents not acknowledged within their severity's response time.",
             ["severity"],
             registry=r,
-        )
-        self.check_flapping = Gauge(
-            "health_monitor_check_flapping", "1 while the check is flapping.", ["check"], registry=r
         )
         self.monitor_online = Gauge(
             "health_monitor_network_reachable",
@@ -122,22 +126,63 @@ class MonitorMetrics:
             self.incidents_opened.labels(severity=severity.value)
             self.response_breaches.labels(severity=severity.value)
         self.monitor_online.set(1)
+        self.registry = CollectorRegistry()
+        self.registry.register(self.shared)
+        self.registry.register(self.checks)
 
     def record_run(self, check: str, status: Status, duration: float, finished_at: float) -> None:
-        self.check_up.labels(check=check).set(1 if status is Status.OK else 0)
-        self.check_status.labels(check=check).set(int(status))
-        self.check_duration.labels(check=check).observe(duration)
-        self.check_runs.labels(check=check, status=status.label).inc()
-        self.check_last_run.labels(check=check).set(finished_at)
+        self.checks.record(check, status, duration, finished_at)
 
     def forget_check(self, check: str) -> None:
         """Drop a check's series after a reload removed it, so a gone check is not reported as up."""
-        for metric in (self.check_up, self.check_status, self.check_duration, self.check_last_run, self.check_flapping):
-            with contextlib.suppress(KeyError):
-                metric.remove(check)
-        for status in Status:
-            with contextlib.suppress(KeyError):
-                self.check_runs.remove(check, status.label)
+        self.checks.forget(check)
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def scrape(self, accept: str, accept_encoding: str) -> "Scrape":
+        """One scrape: a snapshot of the rows (microseconds) and the negotiated format and encoding."""
+        encoder, content_type = choose_encoder(accept)
+        return Scrape(
+            rows=self.checks.snapshot(),
+            bounds=self.checks.bounds,
+            shared=self.shared,
+            encoder=encoder,
+            content_type=content_type,
+            gzip=gzip_accepted(accept_encoding),
+        )
+
+
+@dataclass(frozen=True)
+class Scrape:
+    """One scrape: the rows as they were when it came in, and how the scraper wants them."""
+
+    rows: list[CheckRow]
+    bounds: tuple[float, ...]
+    shared: CollectorRegistry
+    encoder: Callable[[CollectorRegistry], bytes]
+    content_type: str
+    gzip: bool
+
+    @property
+    def openmetrics(self) -> bool:
+        return self.content_type.startswith("application/openmetrics-text")
+
+    async def render(self) -> bytes:
+        """The response body. Never blocks the loop for more than a piece of CHUNK_ROWS rows:
+        the rows are immutable, so what the loop records meanwhile is not in this scrape."""
+        shared = self.encoder(self.shared)
+        eof = b""
+        if self.openmetrics:
+            shared, eof = shared.removesuffix(b"# EOF\n"), b"# EOF\n"
+        gzip = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31) if self.gzip else None
+        parts: list[bytes] = []
+
+        def add(data: bytes) -> None:
+            parts.append(gzip.compress(data) if gzip else data)
+
+        add(shared)
+        for piece in check_series.render(self.rows, self.bounds, self.openmetrics):
+            add(piece.encode())
+            await asyncio.sleep(0)
+        add(eof)
+        if gzip:
+            parts.append(gzip.flush())
+        return b"".join(parts)

@@ -3,6 +3,7 @@ registers under the entry-point groups `health_monitor.checks` / `health_monitor
 Classes are imported only for the types a config uses, so asyncpg is never imported
 by a config without a postgres check."""
 
+import functools
 import importlib
 from importlib.metadata import entry_points
 from typing import Any
@@ -42,8 +43,11 @@ def _import(target: str) -> Any:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+@functools.cache
 def available(group: str) -> dict[str, str]:
-    """Type name to import target for every type in `group`; built-ins win over plugins."""
+    """Type name to import target for every type in `group`; built-ins win over plugins.
+    Read once per process: scanning the installed distributions costs milliseconds, and a
+    config of 10,000 checks asks 10,000 times. (A plugin installed later needs a restart.)"""
     targets = {ep.name: ep.value for ep in entry_points(group=group)}
     targets.update(_BUILTINS[group])
     return targets

@@ -139,6 +139,10 @@ class StateStore(Protocol):
 
     def save_incident(self, incident: Incident) -> None: ...
 
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        """Save several incidents in one transaction."""
+        ...
+
     def get_incident(self, incident_id: int) -> Incident | None: ...
 
     def open_incidents(self) -> list[Incident]: ...
@@ -252,6 +256,14 @@ class SqliteStore:
             "UPDATE incidents SET state = ?, document = ? WHERE id = ?",
             (incident.state, incident.model_dump_json(), incident.id),
         )
+
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "UPDATE incidents SET state = ?, document = ? WHERE id = ?",
+                [(incident.state, incident.model_dump_json(), incident.id) for incident in incidents],
+            )
 
     def get_incident(self, incident_id: int) -> Incident | None:
         row = self._db.execute("SELECT document FROM incidents WHERE id = ?", (incident_id,)).fetchone()

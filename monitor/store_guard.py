@@ -74,6 +74,20 @@ class GuardedStore:
             self._saves_waiting.add(incident.id)
             self._backlog.append(save)
 
+    def save_incidents(self, incidents: list[Incident]) -> None:
+        waiting = [incident for incident in incidents if incident.id not in self._saves_waiting]
+        if not waiting:
+            return
+
+        def save() -> None:
+            self.inner.save_incidents(waiting)
+            self._saves_waiting.difference_update(incident.id for incident in waiting)
+
+        written, _ = self._write("save_incidents", save, keep=False)
+        if not written:
+            self._saves_waiting.update(incident.id for incident in waiting)
+            self._backlog.append(save)
+
     def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
                 created_at: datetime) -> bool:
         written, fresh = self._write(

@@ -85,15 +85,20 @@ async def test_a_failing_run_that_changes_nothing_writes_nothing(
 ) -> None:
     harness = Harness(write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("log",)), fake_clock)
     writes: list[int] = []
-    save = harness.store.save_incident
+    save, save_many = harness.store.save_incident, harness.store.save_incidents
     monkeypatch.setattr(harness.store, "save_incident", lambda incident: (writes.append(incident.id), save(incident)))
+    monkeypatch.setattr(
+        harness.store, "save_incidents", lambda found: (writes.extend(i.id for i in found), save_many(found))
+    )
     down = Finding("down", Status.CRITICAL, "HTTP 503", Severity.P2)
     try:
         await harness.observe("api", [down])
         opened = len(writes)
         await harness.observe("api", *([[down]] * 20))
+        harness.manager.flush()
         assert len(writes) == opened
         await harness.observe("api", [Finding("down", Status.CRITICAL, "HTTP 502", Severity.P2)])
+        harness.manager.flush()
         assert len(writes) == opened + 1
         (incident,) = harness.store.open_incidents()
         assert (incident.summary, incident.failing_runs) == ("HTTP 502", 22)

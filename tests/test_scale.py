@@ -1,0 +1,275 @@
+"""What lets one process hold 10,000 checks: start-up linear in the checks, a /metrics that
+renders off the event loop (gzip, OpenMetrics, the process_/python_ collectors), per-check
+series that cost little, and an OK run that does no I/O."""
+
+import asyncio
+import gzip
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import check_series, event_loop, registry
+from monitor.config import ConfigError, load_config
+from monitor.daemon import Daemon
+from monitor.incident_log import IncidentLog
+from monitor.incidents import IncidentManager
+from monitor.metrics import MonitorMetrics
+from monitor.model import Status
+from monitor.store import SqliteStore
+from tests.fakes import FakeClock
+from tests.incident_harness import DOWN, UP, http_check, write_config
+from tests.net import free_port, running_daemon, wait_until
+
+CHECKS = 10_000
+
+
+def many_checks(tmp_path: Path, count: int, server: str = "") -> Path:
+    tables = "".join(
+        f'[checks.c{i}]\ntype = "http"\nurl = "http://127.0.0.1:1/health"\ninterval = "10s"\n' for i in range(count)
+    )
+    path = tmp_path / "monitor.toml"
+    path.write_text(f'[monitor]\nstate_path = "{tmp_path}/state.db"\n[server]\n{server}\n{tables}')
+    return path
+
+
+def test_a_config_of_10000_checks_loads_scanning_the_entry_points_once(tmp_path, monkeypatch, clean_env) -> None:
+    scans: list[str] = []
+    real_entry_points = registry.entry_points
+
+    def counting(group: str):  # type: ignore[no-untyped-def]
+        scans.append(group)
+        return real_entry_points(group=group)
+
+    monkeypatch.setattr(registry, "entry_points", counting)
+    registry.available.cache_clear()
+    try:
+        config = load_config(many_checks(tmp_path, CHECKS))
+    finally:
+        registry.available.cache_clear()
+    assert len(config.checks) == CHECKS
+    assert config.checks["c9999"].interval == 10.0
+    assert scans == [registry.CHECK_GROUP]
+
+
+def test_duration_buckets_must_increase(tmp_path, clean_env) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_config(many_checks(tmp_path, 1, server="duration_buckets = [1.0, 0.5]"))
+    assert error.value.problems == [
+        "server.duration_buckets: expected positive bounds in increasing order, e.g. [0.05, 0.25, 1, 5]"
+    ]
+
+
+# The per-check series
+
+
+def record_some(metrics: MonitorMetrics) -> None:
+    metrics.record_run("api", Status.OK, 0.02, 1_700_000_000.5)
+    metrics.record_run("api", Status.OK, 0.3, 1_700_000_001.5)
+    metrics.record_run("api", Status.CRITICAL, 7.0, 1_700_000_002.5)
+    metrics.record_run('odd"name', Status.WARNING, 0.1, 1_700_000_003.5)
+    metrics.checks.set_flapping("api", True)
+
+
+def samples(text: str, openmetrics: bool = False) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    parse = openmetrics_families if openmetrics else text_string_to_metric_families
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in parse(text)
+        if family.name.startswith("health_monitor_check")
+        for sample in family.samples
+    }
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_the_hand_rendered_check_series_parse_to_what_prometheus_client_would_export(openmetrics) -> None:
+    metrics = MonitorMetrics()
+    record_some(metrics)
+    accept = "application/openmetrics-text; version=1.0.0" if openmetrics else ""
+    text = asyncio.run(metrics.scrape(accept, "").render()).decode()
+    from_collectors = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in metrics.checks.collect()
+        for sample in family.samples
+    }
+    assert samples(text, openmetrics) == from_collectors
+    api = (("check", "api"),)
+    assert from_collectors[("health_monitor_check_up", api)] == 0
+    assert from_collectors[("health_monitor_check_status", api)] == 2
+    assert from_collectors[("health_monitor_check_flapping", api)] == 1
+    assert from_collectors[("health_monitor_check_duration_seconds_bucket", (*api, ("le", "0.05")))] == 1
+    assert from_collectors[("health_monitor_check_duration_seconds_bucket", (*api, ("le", "5.0")))] == 2
+    assert from_collectors[("health_monitor_check_duration_seconds_count", api)] == 3
+    assert from_collectors[("health_monitor_check_runs_total", (*api, ("status", "ok")))] == 2
+    assert from_collectors[("health_monitor_check_last_run_timestamp_seconds", api)] == 1_700_000_002.5
+    assert from_collectors[("health_monitor_check_up", (("check", 'odd"name'),))] == 0
+
+
+def test_a_check_costs_twelve_series_by_default_and_six_with_a_duration_gauge() -> None:
+    for duration_metric, per_check in (("histogram", 12), ("gauge", 6)):
+        metrics = MonitorMetrics(duration_metric)  # type: ignore[arg-type]
+        metrics.record_run("api", Status.OK, 0.02, 1_700_000_000.5)
+        series = samples(asyncio.run(metrics.scrape("", "").render()).decode())
+        assert len(series) == per_check == check_series.series_per_check(duration_metric, metrics.checks.bounds)
+        kinds = {family.name: family.type for family in metrics.checks.collect()}
+        assert kinds["health_monitor_check_duration_seconds"] == duration_metric
+
+
+def test_a_check_removed_by_a_reload_loses_its_series() -> None:
+    metrics = MonitorMetrics()
+    record_some(metrics)
+    metrics.forget_check("api")
+    assert metrics.registry.get_sample_value("health_monitor_check_up", {"check": "api"}) is None
+    assert metrics.registry.get_sample_value("health_monitor_check_up", {"check": 'odd"name'}) == 0
+
+
+# /metrics over HTTP
+
+
+@pytest.fixture
+async def daemon_base(tmp_path: Path, serve, clean_env) -> AsyncIterator[tuple[Daemon, str]]:
+    app = web.Application()
+
+    async def ok(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    app.router.add_get("/ok", ok)
+    target = f"http://127.0.0.1:{(await serve(app)).port}/ok"
+    port = free_port()
+    path = tmp_path / "monitor.toml"
+    path.write_text(f"""
+[monitor]
+state_path = "{tmp_path}/state.db"
+incident_log = "{tmp_path}/incidents.log"
+[server]
+listen = "127.0.0.1:{port}"
+[checks.api]
+type = "http"
+url = "{target}"
+interval = "50ms"
+""")
+    async with running_daemon(path) as daemon:
+        await wait_until(lambda: runs(daemon), "a first run")
+        yield daemon, f"http://127.0.0.1:{port}"
+
+
+def runs(daemon: Daemon) -> float:
+    return daemon.metrics.registry.get_sample_value("health_monitor_check_runs_total", {"check": "api", "status": "ok"})
+
+
+async def test_a_scrape_during_a_slow_render_does_not_delay_the_checks(daemon_base, monkeypatch) -> None:
+    daemon, base = daemon_base
+    runs_at_each_piece: list[float] = []
+    real_render = check_series.render
+
+    def slow_render(*args: Any) -> Iterator[str]:
+        """The real pieces, then 200 empty ones of 5 ms each: a second of rendering, twenty intervals."""
+        yield from real_render(*args)
+        for _ in range(200):
+            runs_at_each_piece.append(runs(daemon))
+            time.sleep(0.005)
+            yield ""
+
+    monkeypatch.setattr(check_series, "render", slow_render)
+    async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        assert "health_monitor_check_up" in await response.text()
+    assert runs_at_each_piece[-1] >= runs_at_each_piece[0] + 3, "the checks waited for the render"
+
+
+async def test_metrics_are_gzipped_when_the_scraper_accepts_it(daemon_base) -> None:
+    _, base = daemon_base
+    async with aiohttp.ClientSession(auto_decompress=False) as session:
+        async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            text = gzip.decompress(await response.read()).decode()
+        async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "identity"}) as response:
+            assert "Content-Encoding" not in response.headers
+            plain = (await response.read()).decode()
+    for exposition in (text, plain):
+        assert {"health_monitor_check_up", "process_resident_memory_bytes"} <= {
+            family.name for family in text_string_to_metric_families(exposition)
+        }
+
+
+async def test_openmetrics_when_the_scraper_asks_for_it_with_the_process_and_python_collectors(daemon_base) -> None:
+    _, base = daemon_base
+    prometheus_accept = "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3,*/*;q=0.1"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/metrics", headers={"Accept": prometheus_accept}) as response:
+            assert response.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+            openmetrics = await response.text()
+        async with session.get(f"{base}/metrics") as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=")
+            classic = await response.text()
+    assert openmetrics.endswith("# EOF\n") and openmetrics.count("# EOF") == 1
+    families = {family.name: family.type for family in openmetrics_families(openmetrics)}
+    assert families["health_monitor_check_runs"] == "counter"
+    assert families["health_monitor_check_duration_seconds"] == "histogram"
+    for exposition in (openmetrics, classic):
+        assert "process_resident_memory_bytes " in exposition
+        assert "process_cpu_seconds_total " in exposition
+        assert "python_info{" in exposition
+        assert "python_gc_objects_collected_total{" in exposition
+
+
+# The per-result path
+
+
+class CountingStore:
+    """Counts the writes that reach the real store."""
+
+    WRITES = ("create_incident", "save_incident", "save_incidents", "enqueue", "record_attempt", "finish")
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        attribute = getattr(self._store, name)
+        if name in self.WRITES:
+            def counted(*args: object, **kwargs: object) -> object:
+                self.writes.append(name)
+                return attribute(*args, **kwargs)
+            return counted
+        return attribute
+
+
+def test_an_ok_run_and_a_further_failing_run_that_changes_nothing_write_nothing(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, http_check("api")))
+    store = CountingStore(SqliteStore(config.monitor.state_path))
+    log = Path(config.monitor.incident_log)
+    incidents = IncidentManager(store, IncidentLog(str(log)), FakeClock(), config)  # type: ignore[arg-type]
+    for _ in range(5):
+        assert incidents.observe("api", [UP]) == []
+    assert store.writes == []
+    assert not log.exists()
+    incidents.observe("api", [DOWN])
+    assert incidents.observe("api", [DOWN])
+    opened = len(store.writes)
+    for _ in range(10):
+        incidents.observe("api", [DOWN])
+    incidents.tick()
+    assert len(store.writes) == opened
+    incidents.observe("api", [replace(DOWN, summary="HTTP 502")])
+    assert len(store.writes) == opened
+    incidents.tick()
+    assert store.writes[opened:] == ["save_incidents"]
+    assert (store.open_incidents()[0].summary, store.open_incidents()[0].failing_runs) == ("HTTP 502", 13)
+
+
+def test_uvloop_is_the_default_loop_and_asyncio_an_opt_out() -> None:
+    import uvloop
+
+    async def loop_type() -> type:
+        return type(asyncio.get_running_loop())
+
+    assert issubclass(event_loop.run(loop_type()), uvloop.Loop)
+    assert not issubclass(event_loop.run(loop_type(), "asyncio"), uvloop.Loop)
