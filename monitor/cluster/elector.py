@@ -102,16 +102,27 @@ class Elector:
         term = self.term
         if term is not None:
             await self._demote(term, "stopping")
+        released, self._released = self._released, None
         try:
-            if self._connection is None or self._connection.is_closed():
-                self._connection = await self._open()
-            if self._released is not None:
-                await self._resign(self._connection, self._released)
-            await self._connection.execute(sql.LEAVE, self.node, self._started_at, timeout=self.timing.query_timeout)
-        except CONNECTION_ERRORS as exc:
-            log.warning("cluster.resign_failed", node=self.node, error=_describe(exc))
+            # The campaign may have been cancelled in the middle of a statement, which leaves its
+            # connection unusable: then once more on a fresh one.
+            for fresh in (False, True):
+                try:
+                    await self._leave(released, fresh)
+                    return
+                except CONNECTION_ERRORS as exc:
+                    if fresh:
+                        log.warning("cluster.resign_failed", node=self.node, error=_describe(exc))
         finally:
             await self._disconnect()
+
+    async def _leave(self, released: Term | None, fresh: bool) -> None:
+        if fresh or self._connection is None or self._connection.is_closed():
+            await self._disconnect()
+            self._connection = await self._open()
+        if released is not None:
+            await self._resign(self._connection, released)
+        await self._connection.execute(sql.LEAVE, self.node, self._started_at, timeout=self.timing.query_timeout)
 
     async def _campaign_forever(self) -> None:
         while True:

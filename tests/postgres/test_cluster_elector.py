@@ -296,3 +296,16 @@ async def _renewed_once_more(db: asyncpg.Connection) -> None:
         return await db.fetchval("SELECT expires_at FROM cluster_lease") > first
 
     await wait_for(later, "one more renewal")
+
+
+async def test_a_leader_whose_connection_was_cut_still_resigns_when_it_stops(electors: Electors, db) -> None:
+    a, b, c = await a_leads_b_and_c_stand_by(electors, db)
+    assert await db.fetchval(
+        "SELECT bool_and(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1",
+        application_name("a"),
+    )
+
+    await a.aclose()  # its own connection is gone: it resigns on a fresh one
+
+    await wait_until(lambda: b.leading or c.leading, "a standby to take over", limit=5.0)
+    assert "a" not in await roles(db)
