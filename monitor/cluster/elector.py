@@ -32,7 +32,9 @@ from monitor.scrub import scrub
 
 log = structlog.get_logger("monitor.cluster")
 
-CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+CONNECTION_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+"""What a lost connection, a server going away or a statement cut short raise (InternalClientError:
+a connection left in the middle of an operation by a lost server)."""
 
 
 class RoleListener(Protocol):
@@ -128,19 +130,23 @@ class Elector:
         while True:
             try:
                 await self._connect()
+                if self._failures:
+                    log.info("cluster.reconnected", node=self.node, leading=self.leading)
                 await self._campaign()
             except CONNECTION_ERRORS as exc:
-                delay = self.timing.backoff(self._failures)
                 self._failures += 1
                 log.warning(
                     "cluster.database_unreachable",
                     node=self.node,
                     error=_describe(exc),
                     leading=self.leading,
-                    retry_in_seconds=round(delay, 2),
+                    failures=self._failures,
                 )
-                await self._disconnect()
-                await self._clock.sleep_until(self._clock.monotonic() + delay)
+            except Exception:  # the campaign must outlive any surprise, or this replica never leads again
+                self._failures += 1
+                log.exception("cluster.elector_failed", node=self.node, leading=self.leading)
+            await self._disconnect()
+            await self._clock.sleep_until(self._clock.monotonic() + self.timing.backoff(self._failures - 1))
 
     async def _connect(self) -> None:
         connection = await self._open()
