@@ -50,9 +50,14 @@ class Replica:
     async def demoted(self, term: Term, reason: str) -> None:
         await self.supervisor.demoted(term, reason)
         emit("stepped_down", epoch=term.epoch, reason=reason)
-        # What a write in flight when the pause began meets once the process runs again.
+        # What a write in flight when the pause began meets once the process runs again (on a
+        # connection of its own: the cancelled work may have left its connection mid-statement).
         try:
-            await fenced_execute(self.work, term, WRITE, self.node, term.epoch)
+            late = await asyncpg.connect(self.dsn, timeout=10)
+            try:
+                await fenced_execute(late, term, WRITE, self.node, term.epoch)
+            finally:
+                await late.close()
             emit("late_write", epoch=term.epoch, rejected=False)
         except StaleEpochError:
             emit("late_write", epoch=term.epoch, rejected=True)
