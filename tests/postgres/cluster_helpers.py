@@ -19,8 +19,9 @@ from uuid import uuid4
 import asyncpg
 
 from monitor.clock import Clock
-from monitor.cluster.elector import Elector
+from monitor.cluster.elector import Elector, RoleListener
 from monitor.cluster.lease import LeaseTiming
+from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import Term
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Server
@@ -60,8 +61,17 @@ class Electors:
         self.dsn = dsn
         self._made: list[Elector] = []
 
-    def make(self, node: str, clock: Clock, lease: float = 3.0, listener: object | None = None) -> Elector:
-        elector = Elector(self.dsn, node, LeaseTiming(lease), listener or Recorder(), clock, datetime.now(UTC))  # type: ignore[arg-type]
+    def make(
+        self,
+        node: str,
+        clock: Clock,
+        lease: float = 3.0,
+        listener: RoleListener | None = None,
+        metrics: ClusterMetrics | None = None,
+    ) -> Elector:
+        elector = Elector(
+            self.dsn, node, LeaseTiming(lease), listener or Recorder(), clock, datetime.now(UTC), metrics
+        )
         self._made.append(elector)
         elector.start()
         return elector

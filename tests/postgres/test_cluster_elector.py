@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
+from prometheus_client import CollectorRegistry
 
 from monitor.clock import SystemClock
 from monitor.cluster import sql
 from monitor.cluster.elector import Elector, application_name
 from monitor.cluster.fence import StaleEpochError, fenced_execute
+from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import Role, Term
 from monitor.cluster.supervisor import LeaderWork, RoleSupervisor
 from monitor.cluster.view import read_view
@@ -21,6 +23,7 @@ from tests.postgres.cluster_helpers import Electors, fresh_database
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Cluster, Server
 
+SERIES = ("health_monitor_leader", "health_monitor_leader_epoch", "health_monitor_leader_changes_total")
 WORK_LOG = "CREATE TABLE work_log (node text NOT NULL, epoch bigint NOT NULL)"
 WRITE = "INSERT INTO work_log (node, epoch) SELECT $1, $2 WHERE {fence}"
 
@@ -74,11 +77,14 @@ def leader_work() -> tuple[dict[str, LeaderWork], list[str]]:
     return {"checks": item("checks"), "delivery": item("delivery")}, events
 
 
-async def a_leads_b_and_c_stand_by(electors: Electors, db: asyncpg.Connection) -> tuple[Elector, Elector, Elector]:
+async def a_leads_b_and_c_stand_by(
+    electors: Electors, db: asyncpg.Connection, metrics: dict[str, ClusterMetrics] | None = None
+) -> tuple[Elector, Elector, Elector]:
     """Three replicas on fake clocks that never move unless the test moves them."""
-    a = electors.make("a", FakeClock())
+    metrics = metrics or {}
+    a = electors.make("a", FakeClock(), metrics=metrics.get("a"))
     await wait_until(lambda: a.leading, "a to be elected")
-    b = electors.make("b", FakeClock())
+    b = electors.make("b", FakeClock(), metrics=metrics.get("b"))
     c = electors.make("c", FakeClock())
 
     async def all_seen() -> bool:
@@ -89,7 +95,9 @@ async def a_leads_b_and_c_stand_by(electors: Electors, db: asyncpg.Connection) -
 
 
 async def test_one_replica_leads_with_epoch_1_and_the_others_stand_by(electors: Electors, db) -> None:
-    a, b, c = await a_leads_b_and_c_stand_by(electors, db)
+    registries = {"a": CollectorRegistry(), "b": CollectorRegistry()}
+    metrics = {node: ClusterMetrics(registry) for node, registry in registries.items()}
+    a, b, c = await a_leads_b_and_c_stand_by(electors, db, metrics)
     assert a.term is not None and a.term.epoch == 1
     assert not b.leading and not c.leading
     view = await read_view(db)
@@ -97,6 +105,10 @@ async def test_one_replica_leads_with_epoch_1_and_the_others_stand_by(electors: 
     assert [(member.node, member.role) for member in view.members] == [
         ("a", Role.LEADER), ("b", Role.STANDBY), ("c", Role.STANDBY),
     ]
+    exported = {
+        node: tuple(registry.get_sample_value(name) for name in SERIES) for node, registry in registries.items()
+    }
+    assert exported == {"a": (1, 1, 1), "b": (0, 1, 0)}, "a standby exports 0 and the cluster's epoch"
 
 
 async def test_the_leader_renews_on_the_database_clock_and_trusts_itself_until_lease_minus_1s(
