@@ -321,3 +321,37 @@ async def test_a_leader_whose_connection_was_cut_still_resigns_when_it_stops(ele
 
     await wait_until(lambda: b.leading or c.leading, "a standby to take over", limit=5.0)
     assert "a" not in await roles(db)
+
+
+async def test_an_election_waits_for_a_fenced_write_in_progress(electors: Electors, db, dsn: str) -> None:
+    a = electors.make("a", FakeClock())
+    await wait_until(lambda: a.leading, "a to be elected")
+    term = a.term
+    assert term is not None
+    writer = await asyncpg.connect(dsn, timeout=10)
+    taker = await asyncpg.connect(dsn, timeout=10)
+    try:
+        in_progress = writer.transaction()
+        await in_progress.start()
+        await fenced_execute(writer, term, WRITE, "a", term.epoch)
+        # Another replica takes the row over (as an election after expiry would): it must wait.
+        takeover = asyncio.ensure_future(
+            taker.execute("UPDATE cluster_lease SET leader = 'b', epoch = epoch + 1, elected_at = clock_timestamp()")
+        )
+
+        async def waiting() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = $1", taker.get_server_pid()
+                )
+            )
+
+        await wait_for(waiting, "the takeover to wait for the write's lock")
+        assert not takeover.done()
+        await in_progress.commit()
+        await takeover  # only now: the old epoch's write committed before the new epoch began
+        with pytest.raises(StaleEpochError):
+            await fenced_execute(writer, term, WRITE, "a", term.epoch)
+    finally:
+        await writer.close()
+        await taker.close()
