@@ -389,6 +389,25 @@ def silence_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def migrate(args: argparse.Namespace) -> int:
+    path = Path(_operator_config(args).monitor.state_path)
+    existed = path.is_file()
+    try:
+        store = SqliteStore(path)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    with store:
+        version = store.schema_version
+        if not existed:
+            print(f"created the state store {path} at schema version {version}")
+        elif not store.migrated:
+            print(f"state store {path} is up to date (schema version {version})")
+        else:
+            applied = "; ".join(f"{migration.version}: {migration.description}" for migration in store.migrated)
+            print(f"state store {path} migrated to schema version {version} (applied {applied})")
+    return 0
+
+
 def schema(_: argparse.Namespace) -> int:
     print(json.dumps(config_json_schema(), indent=2))
     return 0
