@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import signal
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -81,6 +82,7 @@ class Daemon:
         self.overrides = overrides or {}
         self.metrics = MonitorMetrics(config.server.duration_metric, config.server.duration_buckets)
         self.ready = False
+        self._has_started = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
@@ -124,57 +126,79 @@ class Daemon:
                 return
 
     async def run(self, handle_signals: bool = True) -> None:
+        """Start, serve until asked to stop, stop. Each part is closed by the exit stack in
+        the reverse order of its opening, so a start-up that fails half-way closes what it
+        had opened and nothing else."""
         if handle_signals:
             self._install_signal_handlers()
         use_templates_dir(self.config.settings.alerting.templates_dir)
-        path = self.config.monitor.state_path
-        self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
-        self.http = http_session(self.config.monitor.concurrency)
-        self.incidents = IncidentManager(
-            self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
-        )
-        self._refresh_incident_gauges()
-        self.dispatcher = Dispatcher(
-            self._build_sinks(self.config), self.store, self.metrics, self.clock,
-            group_at=self.config.settings.alerting.storm_threshold,
-        )
-        self.dispatcher.resume()
-        self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
-        self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
-        self._publish(self.incidents.unannounced_pages())
-        self.connectivity = self._connectivity_probe(self.config)
-        self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
-        app = build_app(self)
-        add_context_routes(app, self)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
-            await site.start()
+        async with AsyncExitStack() as stack:
+            stack.callback(self._stopped)
+            path = self.config.monitor.state_path
+            self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
+            stack.callback(self.store.close)
+            self.http = http_session(self.config.monitor.concurrency)
+            stack.push_async_callback(self.http.close)
+            self.incidents = IncidentManager(
+                self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
+            )
+            stack.callback(self.incidents.flush)
+            self._refresh_incident_gauges()
+            self.dispatcher = Dispatcher(
+                self._build_sinks(self.config), self.store, self.metrics, self.clock,
+                group_at=self.config.settings.alerting.storm_threshold,
+            )
+            stack.push_async_callback(self._close_sinks)
+            self.dispatcher.resume()
+            self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
+            self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
+            stack.push_async_callback(self.context.close)
+            self._publish(self.incidents.unannounced_pages())
+            self.connectivity = self._connectivity_probe(self.config)
+            self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
+            app = build_app(self)
+            add_context_routes(app, self)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.TCPSite(runner, self.config.server.host, self.config.server.port).start()
             self.scheduler.start()
+            stack.push_async_callback(self._stop_checks)
             for name in self.config.checks:
                 await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
+            stack.push_async_callback(self._cancel_tasks)
             # What start-up and the first runs build (config models, checks, tasks, connections,
             # per-check state) lives as long as the process: kept out of the collector's sight,
             # each full collection scans less (at 10,000 checks it stalled the loop 100-200 ms).
             gc.freeze()
             asyncio.get_running_loop().call_later(self._first_runs_seconds(), gc.freeze)
-            self.ready = True
-            log.info(
-                "daemon.started",
-                version=__version__,
-                listen=self.config.server.listen,
-                checks=len(self.config.checks),
-                sinks=len(self.config.sinks),
-                open_incidents=len(self.incidents.open_incidents),
-            )
-            systemd.ready(status=self._systemd_status())
+            self._started()
+            stack.callback(self._stopping)
             self._start_watchdog()
             await self._stop.wait()
-        finally:
-            await self._shutdown(runner)
+
+    def _started(self) -> None:
+        self.ready = self._has_started = True
+        log.info(
+            "daemon.started",
+            version=__version__,
+            listen=self.config.server.listen,
+            checks=len(self.config.checks),
+            sinks=len(self.config.sinks),
+            open_incidents=len(self.incidents.open_incidents),
+        )
+        systemd.ready(status=self._systemd_status())
+
+    def _stopping(self) -> None:
+        systemd.stopping(status="stopping")
+        self.ready = False
+        log.info("daemon.stopping")
+
+    def _stopped(self) -> None:
+        if self._has_started:  # a failed start is reported once, by the caller
+            log.info("daemon.stopped")
 
     async def reload(self) -> None:
         """SIGHUP: systemd hears RELOADING=1 first and READY=1 once done, even when the new config is rejected."""
@@ -389,23 +413,19 @@ class Daemon:
         checks, sinks = counted(len(config.checks), "check"), counted(len(config.sinks), "sink")
         return f"{checks}, {sinks}, listening on {config.server.listen}"
 
-    async def _shutdown(self, runner: web.AppRunner) -> None:
-        systemd.stopping(status="stopping")
-        for task in (self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()):
-            if task is not None:
-                task.cancel()
-        started, self.ready = self.ready, False
-        if started:  # a failed start is reported once, by the caller
-            log.info("daemon.stopping")
+    async def _cancel_tasks(self) -> None:
+        """Cancel the daemon's own tasks and wait until each has ended."""
+        tasks = [self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()]
+        running = [task for task in tasks if task is not None and not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _stop_checks(self) -> None:
         for check in await self.scheduler.stop():
             await check.aclose()
-        await self.context.close()
-        self.incidents.flush()
+
+    async def _close_sinks(self) -> None:
         await self.dispatcher.drain(self.config.monitor.shutdown_grace)
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()
-        await runner.cleanup()
-        await self.http.close()
-        self.store.close()
-        if started:
-            log.info("daemon.stopped")
