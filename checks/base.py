@@ -79,6 +79,9 @@ class Check(ABC, Generic[ConfigT]):
     Config: ClassVar[type[CheckConfig]]
     timeout_code: ClassVar[str] = "down"
     """The finding code used when a run exceeds its timeout."""
+    gauges: ClassVar[tuple[PluginGauge, ...]] = ()
+    """The type's own gauges, set with `context.metrics.set_gauge`: declared when a check of
+    the type is created, so that `/metrics` describes them from the start."""
 
     def __init__(self, name: str, config: ConfigT, context: CheckContext) -> None:
         self.name = name

@@ -66,6 +66,7 @@ class TlsCheck(Check[TlsCheckConfig]):
     type_name = "tls"
     Config = TlsCheckConfig
     timeout_code = "unreachable"
+    gauges = (CERT_EXPIRY,)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -127,6 +127,10 @@ class MonitorMetrics:
 
     # Per-plugin gauges (monitor.plugin.PluginMetrics)
 
+    def declare(self, *gauges: PluginGauge) -> None:
+        for gauge in gauges:
+            self._declared(gauge)
+
     def set_gauge(self, owner: str, gauge: PluginGauge, value: float, **labels: str) -> None:
         values = (owner, *(labels[label] for label in gauge.labels))
         self._declared(gauge).labels(*values).set(value)

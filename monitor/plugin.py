@@ -32,6 +32,10 @@ class PluginGauge:
 
 
 class PluginMetrics(Protocol):
+    def declare(self, *gauges: PluginGauge) -> None:
+        """Describe these gauges in `/metrics` (no series until one is set)."""
+        ...
+
     def set_gauge(self, owner: str, gauge: PluginGauge, value: float, **labels: str) -> None:
         """Set `owner`'s series of `gauge` (labelled check=owner and `labels`)."""
         ...

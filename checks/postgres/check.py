@@ -15,7 +15,7 @@ from checks.postgres.config import PostgresCheckConfig
 from checks.postgres.errors import connect_failure_reason, describe_error, is_connection_lost
 from checks.postgres.queries import Diagnostics, ServerState, Sessions, server_settings
 from checks.postgres.redact import describe_target
-from checks.postgres.series import PgSeries
+from checks.postgres.series import GAUGES, PgSeries
 
 log = structlog.get_logger("checks.postgres")
 
@@ -30,6 +30,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
     type_name = "postgres"
     Config = PostgresCheckConfig
     timeout_code = findings.UNREACHABLE
+    gauges = GAUGES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

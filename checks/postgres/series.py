@@ -11,6 +11,7 @@ LONG_QUERIES = PluginGauge("health_monitor_pg_long_queries", "Active queries run
 TABLE_SIZE = PluginGauge(
     "health_monitor_pg_table_size_bytes", "Total size of the largest tables (bounded to top_tables).", ("table",)
 )
+GAUGES = (CONNECTIONS, MAX_CONNECTIONS, LONG_QUERIES, TABLE_SIZE)
 
 STATE_LABELS = {
     "active": "active",
