@@ -335,6 +335,7 @@ def action(args: argparse.Namespace) -> int:
 
 def cluster(args: argparse.Namespace) -> int:
     from monitor.cluster.command import print_cluster, read_cluster
+    from monitor.migrations import SchemaTooNew
 
     config = _operator_config(args)
     path = Path(config.monitor.state_path)
@@ -343,7 +344,7 @@ def cluster(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     try:
         view = read_cluster(config, now)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, SchemaTooNew) as exc:
         raise CommandError(f"cannot read the state store {path}: {exc}") from None
     return print_cluster(view, args.format, now)
 

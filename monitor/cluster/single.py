@@ -1,6 +1,6 @@
 """A SQLite setup: one process, always the leader (epoch 0, no election). Its membership row
-lives in a table of its own in the state file, so that `health-monitor cluster` can show it
-as it shows replicas on PostgreSQL."""
+lives in the state file's `cluster_members` table (migration 3 of monitor/migrations.py), so
+that `health-monitor cluster` can show it as it shows replicas on PostgreSQL."""
 
 import asyncio
 import sqlite3
@@ -13,26 +13,18 @@ from monitor.clock import Clock
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import ClusterView, Member, Role
 from monitor.cluster.view import SEEN_WITHIN
+from monitor.migrations import apply_migrations
 
 log = structlog.get_logger("monitor.cluster")
 
 HEARTBEAT_EVERY = 15.0
 FORGET_AFTER = timedelta(days=1)
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS cluster_members (
-    node TEXT PRIMARY KEY,
-    started_at TEXT NOT NULL,
-    last_seen TEXT NOT NULL,
-    role TEXT NOT NULL,
-    epoch INTEGER NOT NULL DEFAULT 0
-)
-"""
 
 
 class SqliteMembership:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        self._db.execute(_SCHEMA)
+        apply_migrations(self._db)  # the table is migration 3 of the state file
 
     def seen(self, node: str, started_at: datetime, now: datetime) -> None:
         # A process killed without leaving (its default node name has a pid in it) is forgotten a day later.
