@@ -248,7 +248,7 @@ class Daemon:
 
     def _build_sinks(self, config: Config, keep: dict[str, Sink] | None = None) -> dict[str, Sink]:
         keep = keep or {}
-        context = SinkContext(self.http, self.clock)
+        context = SinkContext(self.http, self.clock, self.config.monitor.state_path)
         return {
             name: keep.get(name) or registry.create_sink(name, sink_config, context)
             for name, sink_config in config.sinks.items()

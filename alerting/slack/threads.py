@@ -1,0 +1,73 @@
+"""Where each incident's Slack thread is: the parent message's channel and `ts`, per sink.
+
+Kept in the state file (its own table, beside the incidents), so that the replies of an
+incident that opened before a restart still land in its thread. `ThreadStore` is the whole
+interface app mode needs; `SqliteThreads` implements it on today's state file and
+`MemoryThreads` where there is none (`once`)."""
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS slack_threads (
+    sink TEXT NOT NULL,
+    incident_id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    PRIMARY KEY (sink, incident_id)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SlackThread:
+    channel: str
+    ts: str
+    """The parent message's timestamp: the thread's id, and what chat.update edits."""
+
+
+class ThreadStore(Protocol):
+    async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
+        """The incident's thread at `sink`, if its parent message was posted."""
+
+    async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
+        """Keep the parent message just posted (replacing any earlier one)."""
+
+    def close(self) -> None: ...
+
+
+class SqliteThreads:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
+        self._db.executescript(_SCHEMA)
+
+    async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
+        row = self._db.execute(
+            "SELECT channel, ts FROM slack_threads WHERE sink = ? AND incident_id = ?", (sink, incident_id)
+        ).fetchone()
+        return SlackThread(row[0], row[1]) if row else None
+
+    async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO slack_threads (sink, incident_id, channel, ts) VALUES (?, ?, ?, ?)",
+            (sink, incident_id, thread.channel, thread.ts),
+        )
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class MemoryThreads:
+    def __init__(self) -> None:
+        self._threads: dict[tuple[str, int], SlackThread] = {}
+
+    async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
+        return self._threads.get((sink, incident_id))
+
+    async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
+        self._threads[(sink, incident_id)] = thread
+
+    def close(self) -> None:
+        self._threads.clear()
