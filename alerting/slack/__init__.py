@@ -28,7 +28,7 @@ class SlackSinkConfig(SinkConfig):
     )
     channel: str | None = Field(default=None, min_length=1, description="App mode: the channel id (C0123456789).")
     signing_secret_env: SecretEnv | None = Field(
-        default=None, description="App mode: environment variable holding the app's signing secret; enables the buttons."
+        default=None, description="App mode: environment variable holding the app's signing secret (buttons on)."
     )
     api_url: str = Field(default=DEFAULT_API_URL, description="App mode: Slack's Web API base URL.")
     mention: dict[Severity, str] = Field(

@@ -59,7 +59,7 @@ class SlackApp:
         thread = await self.threads.thread(self.sink, incident.id)
         if thread is None:
             return False
-        await self.api.call("chat.update", self._parent(incident, monitor) | {"channel": thread.channel, "ts": thread.ts})
+        await self._update(incident, monitor, thread)
         return True
 
     def close(self) -> None:
@@ -83,10 +83,12 @@ class SlackApp:
         """The parent shows the current state; after the reply went out, failing to edit it must not
         send the reply again (the next notification edits it anyway)."""
         try:
-            await self.api.call("chat.update", self._parent(incident, monitor) | {"channel": thread.channel,
-                                                                                   "ts": thread.ts})
+            await self._update(incident, monitor, thread)
         except DeliveryError as exc:
             log.warning("slack.parent_not_updated", sink=self.sink, incident=incident.id, error=str(exc))
+
+    async def _update(self, incident: Incident, monitor: str, thread: SlackThread) -> None:
+        await self.api.call("chat.update", self._parent(incident, monitor) | {"channel": thread.channel, "ts": thread.ts})
 
     def _parent(self, incident: Incident, monitor: str) -> dict[str, Any]:
         return parent_message(incident, monitor=monitor, now=self.clock.now(),
