@@ -88,7 +88,8 @@ class SlackApp:
             log.warning("slack.parent_not_updated", sink=self.sink, incident=incident.id, error=str(exc))
 
     async def _update(self, incident: Incident, monitor: str, thread: SlackThread) -> None:
-        await self.api.call("chat.update", self._parent(incident, monitor) | {"channel": thread.channel, "ts": thread.ts})
+        where = {"channel": thread.channel, "ts": thread.ts}
+        await self.api.call("chat.update", self._parent(incident, monitor) | where)
 
     def _parent(self, incident: Incident, monitor: str) -> dict[str, Any]:
         return parent_message(incident, monitor=monitor, now=self.clock.now(),
