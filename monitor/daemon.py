@@ -32,6 +32,7 @@ from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
 from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
+from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.store import SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
@@ -146,6 +147,7 @@ class Daemon:
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
         app = build_app(self)
         add_context_routes(app, self)
+        add_slack_routes(app, self)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
