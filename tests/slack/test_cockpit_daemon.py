@@ -55,10 +55,10 @@ class World:
     response_url: str
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"http://127.0.0.1:{self.port}{path}", data=body, headers=headers) as response:
-                text = await response.text()
-                return response.status, json.loads(text) if text else {}
+        url = f"http://127.0.0.1:{self.port}{path}"
+        async with aiohttp.ClientSession() as http, http.post(url, data=body, headers=headers) as response:
+            text = await response.text()
+            return response.status, json.loads(text) if text else {}
 
     async def click(self, action_id: str, value: str, **signing: Any) -> int:
         body = click_body(action_id, value, self.response_url)
