@@ -139,7 +139,7 @@ async def _notify_once(config: Config, results: list[RunResult]) -> None:
     clock = SystemClock()
     with SqliteStore(config.monitor.state_path) as store:
         async with http_session(config.monitor.concurrency) as http:
-            context = SinkContext(http, clock)
+            context = SinkContext(http, clock, config.monitor.state_path)
             sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
             metrics = MonitorMetrics()
             dispatcher = Dispatcher(sinks, store, metrics, clock)

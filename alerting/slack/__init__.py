@@ -59,7 +59,7 @@ class SlackSink(Sink[SlackSinkConfig]):
         self.app: SlackApp | None = None
         if config.bot_token_env is not None and config.channel is not None:
             self.app = SlackApp(
-                name, token=config.bot_token_env.value(), channel=config.channel, api_url=config.api_url,
+                name, token=config.bot_token_env, channel=config.channel, api_url=config.api_url,
                 mention=config.mention, buttons=config.signing_secret_env is not None, timeout=config.timeout,
                 context=context,
             )

@@ -22,12 +22,13 @@ from alerting.slack.message import build_payload
 from alerting.slack.threads import MemoryThreads, SlackThread, SqliteThreads, ThreadStore
 from alerting.slack.web_api import SlackWebApi
 from monitor.model import Incident, Severity
+from monitor.secrets import EnvSecret
 
 log = structlog.get_logger("alerting.slack")
 
 
 class SlackApp:
-    def __init__(self, sink: str, *, token: str, channel: str, api_url: str, mention: dict[Severity, str],
+    def __init__(self, sink: str, *, token: EnvSecret, channel: str, api_url: str, mention: dict[Severity, str],
                  buttons: bool, timeout: float, context: SinkContext) -> None:
         self.sink = sink
         self.channel = channel

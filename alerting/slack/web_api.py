@@ -14,6 +14,7 @@ from alerting.base import DeliveryError
 from alerting.http import parse_retry_after
 from monitor.clock import Clock
 from monitor.durations import format_duration
+from monitor.secrets import EnvSecret
 
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -46,7 +47,8 @@ def classify(method: str, error: str, retry_after: float | None) -> DeliveryErro
 class SlackWebApi:
     http: aiohttp.ClientSession
     api_url: str
-    token: str = field(repr=False)
+    token: EnvSecret = field(repr=False)
+    """Read at each call, like the webhook URL in webhook mode."""
     timeout: float
     clock: Clock
 
@@ -57,7 +59,7 @@ class SlackWebApi:
             async with self.http.post(
                 url,
                 json=arguments,
-                headers={"Authorization": f"Bearer {self.token}"},
+                headers={"Authorization": f"Bearer {self.token.value()}"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 allow_redirects=False,
             ) as response:
