@@ -8,6 +8,7 @@ action runs after the answer, and its outcome reaches the clicking user through 
 
 import asyncio
 import json
+import sqlite3
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -133,7 +134,7 @@ class SlackEndpoints:
         for sink in self.app_sinks():
             try:
                 await sink.show(incident, self.daemon.config.monitor.name)
-            except DeliveryError as exc:
+            except (DeliveryError, sqlite3.Error) as exc:  # the action is done; its answer must still go out
                 log.warning("slack.parent_not_updated", sink=sink.name, incident=incident_id, error=str(exc))
 
     async def _respond(self, response_url: str, text: str) -> None:

@@ -96,10 +96,6 @@ class SlackSink(Sink[SlackSinkConfig]):
         except TimeoutError:
             raise DeliveryError(f"Slack webhook did not answer within {self.config.timeout}s") from None
 
-    async def aclose(self) -> None:
-        if self.app is not None:
-            self.app.close()
-
     async def _respect_rate_limit(self) -> None:
         if self._last_sent_at is not None:
             await self.context.clock.sleep_until(self._last_sent_at + _MIN_SECONDS_BETWEEN_MESSAGES)

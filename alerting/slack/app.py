@@ -63,9 +63,6 @@ class SlackApp:
         await self._update(incident, monitor, thread)
         return True
 
-    def close(self) -> None:
-        self.threads.close()
-
     async def _post_parent(self, incident: Incident, monitor: str) -> SlackThread:
         answer = await self.api.call("chat.postMessage", self._parent(incident, monitor) | {"channel": self.channel})
         thread = SlackThread(str(answer.get("channel") or self.channel), str(answer["ts"]))

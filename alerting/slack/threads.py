@@ -6,6 +6,8 @@ interface app mode needs; `SqliteThreads` implements it on today's state file an
 `MemoryThreads` where there is none (`once`)."""
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -35,28 +37,37 @@ class ThreadStore(Protocol):
     async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
         """Keep the parent message just posted (replacing any earlier one)."""
 
-    def close(self) -> None: ...
-
 
 class SqliteThreads:
+    """One short connection per call: notifications are rare, and a sink replaced by a reload
+    or closed at shutdown (while a click is still being answered) holds nothing open."""
+
     def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        self._db.executescript(_SCHEMA)
+        self._path = path
+        with self._connect() as db:
+            db.executescript(_SCHEMA)
 
     async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
-        row = self._db.execute(
-            "SELECT channel, ts FROM slack_threads WHERE sink = ? AND incident_id = ?", (sink, incident_id)
-        ).fetchone()
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT channel, ts FROM slack_threads WHERE sink = ? AND incident_id = ?", (sink, incident_id)
+            ).fetchone()
         return SlackThread(row[0], row[1]) if row else None
 
     async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO slack_threads (sink, incident_id, channel, ts) VALUES (?, ?, ?, ?)",
-            (sink, incident_id, thread.channel, thread.ts),
-        )
+        with self._connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO slack_threads (sink, incident_id, channel, ts) VALUES (?, ?, ?, ?)",
+                (sink, incident_id, thread.channel, thread.ts),
+            )
 
-    def close(self) -> None:
-        self._db.close()
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
+        try:
+            yield db
+        finally:
+            db.close()
 
 
 class MemoryThreads:
@@ -68,6 +79,3 @@ class MemoryThreads:
 
     async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
         self._threads[(sink, incident_id)] = thread
-
-    def close(self) -> None:
-        self._threads.clear()
