@@ -9,6 +9,7 @@ action runs after the answer, and its outcome reaches the clicking user through 
 import asyncio
 import json
 import sqlite3
+from collections.abc import Coroutine
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
@@ -64,9 +65,7 @@ class SlackEndpoints:
             return web.json_response({"error": "not a block_actions payload"}, status=400)
         if action_id not in (ACKNOWLEDGE, SNOOZE, ROLLBACK):
             return web.Response(status=200)
-        task = asyncio.create_task(self._click(action_id, value, user, response_url), name=f"slack:{action_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._after_answer(self._click(action_id, value, user, response_url))
         return web.Response(status=200)
 
     async def commands(self, request: web.Request) -> web.Response:
@@ -82,12 +81,18 @@ class SlackEndpoints:
             elif verb == "ack" and argument:
                 incident = slack_actions.find(self.daemon, argument)
                 text = slack_actions.acknowledge(self.daemon, incident, user)
-                await self._show(incident.id)
+                self._after_answer(self._show(incident.id))
             else:
                 text = _COMMAND_HELP
         except UnknownIncident as exc:
             text = str(exc)
         return web.json_response({"response_type": "ephemeral", "text": slack_escape(text)})
+
+    def _after_answer(self, work: Coroutine[Any, Any, None]) -> None:
+        """Slack wants its answer within 3 s: what talks to Slack or a vendor runs after it."""
+        task = asyncio.create_task(work, name="slack:after-answer")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _verified_form(self, request: web.Request) -> dict[str, str]:
         sinks = self.app_sinks()
@@ -98,7 +103,7 @@ class SlackEndpoints:
             )
         body = await request.read()
         secrets = [sink.signing_secret or "" for sink in sinks]
-        _, problem = signature_problem(
+        problem = signature_problem(
             secrets, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body,
             self.daemon.clock.now().timestamp(),
         )

@@ -16,18 +16,17 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def signature_problem(secrets: list[str], timestamp: str | None, signature: str | None, body: bytes,
-                      now: float) -> tuple[int | None, str | None]:
-    """(index of the secret that signed the request, None) or (None, why it is refused);
-    `now` is seconds since the epoch."""
+                      now: float) -> str | None:
+    """Why the request is refused, or None when one of `secrets` signed it; `now` is seconds since the epoch."""
     if not timestamp or not signature:
-        return None, f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required"
+        return f"{SIGNATURE_HEADER} and {TIMESTAMP_HEADER} are required"
     try:
         sent = int(timestamp)
     except ValueError:
-        return None, f"{TIMESTAMP_HEADER} is not a number of seconds"
+        return f"{TIMESTAMP_HEADER} is not a number of seconds"
     if abs(now - sent) > MAX_AGE_SECONDS:
-        return None, f"{TIMESTAMP_HEADER} is more than 5 minutes away from now (a replay?)"
-    for index, secret in enumerate(secrets):
-        if hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.encode()):
-            return index, None
-    return None, f"{SIGNATURE_HEADER} does not match the signing secret"
+        return f"{TIMESTAMP_HEADER} is more than 5 minutes away from now (a replay?)"
+    offered = signature.encode()
+    if any(hmac.compare_digest(sign(secret, timestamp, body).encode(), offered) for secret in secrets):
+        return None
+    return f"{SIGNATURE_HEADER} does not match the signing secret"

@@ -25,24 +25,25 @@ def test_the_signature_is_the_v0_hmac_of_timestamp_and_raw_body() -> None:
     )
 
 
-def test_a_fresh_request_signed_with_one_of_the_secrets_names_it() -> None:
-    assert check(sign(SECRET, str(SENT), BODY)) == (0, None)
-    assert check(sign(SECRET, str(SENT), BODY), secrets=("other", SECRET)) == (1, None)
+def test_a_fresh_request_signed_with_any_of_the_secrets_passes() -> None:
+    assert check(sign(SECRET, str(SENT), BODY)) is None
+    assert check(sign(SECRET, str(SENT), BODY), secrets=("other", SECRET)) is None
 
 
 def test_a_wrong_secret_or_a_changed_body_is_refused() -> None:
-    assert check(sign("other", str(SENT), BODY))[1] == "X-Slack-Signature does not match the signing secret"
-    assert check(sign(SECRET, str(SENT), BODY), body=BODY + b"x")[0] is None
+    mismatch = "X-Slack-Signature does not match the signing secret"
+    assert check(sign("other", str(SENT), BODY)) == mismatch
+    assert check(sign(SECRET, str(SENT), BODY), body=BODY + b"x") == mismatch
 
 
 def test_requests_older_or_newer_than_five_minutes_are_refused() -> None:
     signature = sign(SECRET, str(SENT), BODY)
-    assert check(signature, now=SENT + 299) == (0, None)
-    assert "more than 5 minutes" in (check(signature, now=SENT + 301)[1] or "")
-    assert "more than 5 minutes" in (check(signature, now=SENT - 301)[1] or "")
+    assert check(signature, now=SENT + 299) is None
+    assert "more than 5 minutes" in (check(signature, now=SENT + 301) or "")
+    assert "more than 5 minutes" in (check(signature, now=SENT - 301) or "")
 
 
 def test_missing_or_garbled_headers_are_refused() -> None:
-    assert check(None)[1] == "X-Slack-Signature and X-Slack-Request-Timestamp are required"
-    assert check("v0=00", timestamp=None)[0] is None
-    assert check("v0=00", timestamp="yesterday")[1] == "X-Slack-Request-Timestamp is not a number of seconds"
+    assert check(None) == "X-Slack-Signature and X-Slack-Request-Timestamp are required"
+    assert check("v0=00", timestamp=None) == "X-Slack-Signature and X-Slack-Request-Timestamp are required"
+    assert check("v0=00", timestamp="yesterday") == "X-Slack-Request-Timestamp is not a number of seconds"
