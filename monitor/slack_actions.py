@@ -49,9 +49,10 @@ class UnknownIncident(Exception):
 
 
 def find(daemon: SlackActionsView, raw_id: str) -> Incident:
-    incident = daemon.store.get_incident(int(raw_id)) if raw_id.strip().lstrip("#").isdigit() else None
+    wanted = raw_id.strip().removeprefix("#")
+    incident = daemon.store.get_incident(int(wanted)) if wanted.isdigit() else None
     if incident is None:
-        raise UnknownIncident(f"There is no incident {raw_id.strip()}.")
+        raise UnknownIncident(f"There is no incident {wanted}.")
     return incident
 
 

@@ -226,7 +226,7 @@ async def test_the_incident_slash_command(world: World, paged: tuple[Daemon, Inc
     assert listed["text"].startswith(f"#{incident.id} P1 api/{incident.code}: Open for ")
     assert "<!channel>" not in listed["text"]
 
-    _, shown = await world.command(f"status {incident.id}")
+    _, shown = await world.command(f"status #{incident.id}")
     assert shown["text"].splitlines()[0].startswith(f"#{incident.id} P1 api/{incident.code}: Open for ")
 
     _, acked = await world.command(f"ack {incident.id}")
