@@ -20,7 +20,7 @@ from monitor.model import Severity, TimelineEvent
 from monitor.store import SqliteStore
 from tests.alerting_helpers import notification
 from tests.fakes import START, FakeClock
-from tests.slack.fake_slack import BOT_TOKEN, CHANNEL, FakeSlack, buttons, every_text
+from tests.slack.fake_slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, buttons, every_text
 
 MakeSink = Callable[..., Awaitable[SlackSink]]
 
@@ -34,7 +34,7 @@ def slack() -> FakeSlack:
 async def make_sink(serve, slack, http_session, fake_clock, monkeypatch, tmp_path) -> MakeSink:
     server = await serve(slack.app())
     monkeypatch.setenv("TEST_SLACK_BOT", BOT_TOKEN)
-    monkeypatch.setenv("TEST_SLACK_SIGNING", "secret")
+    monkeypatch.setenv("TEST_SLACK_SIGNING", SIGNING_SECRET)
 
     async def make(state: Path | None = tmp_path / "state.db", **keys: object) -> SlackSink:
         config = SlackSink.Config.model_validate({
