@@ -6,11 +6,9 @@ is set (alerting/slack/app.py; the buttons' endpoint is monitor/slack_endpoints.
 import aiohttp
 from pydantic import Field, model_validator
 
-from alerting.base import DeliveryError, Notification, Sink, SinkConfig, SinkContext
+from alerting.base import DeliveryError, Incident, Notification, SecretEnv, Severity, Sink, SinkConfig, SinkContext
 from alerting.slack.app import SlackApp
 from alerting.slack.message import MAX_BLOCKS, MAX_SECTION_CHARS, build_payload, slack_escape, truncate
-from monitor.model import Incident, Severity
-from monitor.secrets import SecretEnv
 
 __all__ = ["MAX_BLOCKS", "MAX_SECTION_CHARS", "SlackSink", "SlackSinkConfig", "build_payload", "slack_escape",
            "truncate"]

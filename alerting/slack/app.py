@@ -16,19 +16,17 @@ from typing import Any
 
 import structlog
 
-from alerting.base import DeliveryError, Notification, NotificationKind, SinkContext
+from alerting.base import DeliveryError, Incident, Notification, NotificationKind, SecretEnv, Severity, SinkContext
 from alerting.slack.cockpit import parent_message, thread_reply
 from alerting.slack.message import build_payload
 from alerting.slack.threads import MemoryThreads, SlackThread, SqliteThreads, ThreadStore
 from alerting.slack.web_api import SlackWebApi
-from monitor.model import Incident, Severity
-from monitor.secrets import EnvSecret
 
 log = structlog.get_logger("alerting.slack")
 
 
 class SlackApp:
-    def __init__(self, sink: str, *, token: EnvSecret, channel: str, api_url: str, mention: dict[Severity, str],
+    def __init__(self, sink: str, *, token: SecretEnv, channel: str, api_url: str, mention: dict[Severity, str],
                  buttons: bool, timeout: float, context: SinkContext) -> None:
         self.sink = sink
         self.channel = channel

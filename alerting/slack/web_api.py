@@ -10,11 +10,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from alerting.base import DeliveryError
+from alerting.base import Clock, DeliveryError, SecretEnv, format_duration
 from alerting.http import parse_retry_after
-from monitor.clock import Clock
-from monitor.durations import format_duration
-from monitor.secrets import EnvSecret
 
 RETRYABLE_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -47,7 +44,7 @@ def classify(method: str, error: str, retry_after: float | None) -> DeliveryErro
 class SlackWebApi:
     http: aiohttp.ClientSession
     api_url: str
-    token: EnvSecret = field(repr=False)
+    token: SecretEnv = field(repr=False)
     """Read at each call, like the webhook URL in webhook mode."""
     timeout: float
     clock: Clock
