@@ -1,9 +1,9 @@
 """Where each incident's Slack thread is: the parent message's channel and `ts`, per sink.
 
-Kept in the state file (its own table, beside the incidents), so that the replies of an
-incident that opened before a restart still land in its thread. `ThreadStore` is the whole
-interface app mode needs; `SqliteThreads` implements it on today's state file and
-`MemoryThreads` where there is none (`once`)."""
+Kept in the state file (table `slack_threads`, created by its migrations, pruned with its
+incident), so that the replies of an incident that opened before a restart still land in its
+thread. `ThreadStore` is the whole interface app mode needs; `SqliteThreads` implements it on
+the state file and `MemoryThreads` where a sink is built without one."""
 
 import sqlite3
 from collections.abc import Iterator
@@ -12,15 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS slack_threads (
-    sink TEXT NOT NULL,
-    incident_id INTEGER NOT NULL,
-    channel TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    PRIMARY KEY (sink, incident_id)
-);
-"""
+from monitor.migrations import apply_migrations
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +37,7 @@ class SqliteThreads:
     def __init__(self, path: str | Path) -> None:
         self._path = path
         with self._connect() as db:
-            db.executescript(_SCHEMA)
+            apply_migrations(db)  # the table is the state file's (migration 3), migrated with the others
 
     async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
         with self._connect() as db:

@@ -2,6 +2,7 @@
 later notification in its thread, the parent edited to the current state, the thread kept
 across a restart, escaping in every block, and Slack's errors classified."""
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -13,9 +14,11 @@ from alerting.base import DeliveryError, Notification, NotificationKind, SinkCon
 from alerting.dispatcher import Dispatcher
 from alerting.slack import SlackSink
 from alerting.slack.cockpit import ACKNOWLEDGE, RESOLVED_COLOR, ROLLBACK, SNOOZE
+from alerting.slack.threads import SlackThread, SqliteThreads
 from alerting.slack.web_api import classify
 from monitor.context.model import Deployment, IncidentContext, RailwayContext
 from monitor.metrics import MonitorMetrics
+from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.model import Severity, TimelineEvent
 from monitor.store import SqliteStore
 from tests.alerting_helpers import notification
@@ -254,3 +257,33 @@ def test_config_names_the_mode_mistake(keys: dict[str, str], problem: str, monke
     monkeypatch.setenv("TEST_SLACK_BOT", BOT_TOKEN)
     with pytest.raises(ValueError, match=problem):
         SlackSink.Config.model_validate({"type": "slack", **keys})
+
+
+async def test_a_state_file_of_the_previous_schema_gains_the_threads_table(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    db = sqlite3.connect(path)
+    for migration in MIGRATIONS[:2]:
+        for statement in migration.statements:
+            db.execute(statement)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    threads = SqliteThreads(path)
+    await threads.remember("slack-oncall", 7, SlackThread(CHANNEL, "1700000000.000001"))
+    assert await threads.thread("slack-oncall", 7) == SlackThread(CHANNEL, "1700000000.000001")
+    assert await threads.thread("other-sink", 7) is None
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+
+
+async def test_pruning_a_resolved_incident_forgets_its_thread(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = SqliteStore(path)
+    old = store.create_incident(notification(NotificationKind.RESOLUTION).incident.model_copy(update={"id": 0}))
+    current = store.create_incident(notification(code="slow").incident.model_copy(update={"id": 0}))
+    threads = SqliteThreads(path)
+    for incident, ts in ((old, "1.000001"), (current, "1.000002")):
+        await threads.remember("slack-oncall", incident.id, SlackThread(CHANNEL, ts))
+    assert store.prune(START + timedelta(days=30)) == 1
+    assert await threads.thread("slack-oncall", old.id) is None
+    assert await threads.thread("slack-oncall", current.id) == SlackThread(CHANNEL, "1.000002")
