@@ -117,6 +117,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open_per_key ON incidents (key) WHERE state = 'open'",
         ),
     ),
+    Migration(
+        3,
+        "Slack threads: each incident's parent message per app-mode sink",
+        (
+            """CREATE TABLE IF NOT EXISTS slack_threads (
+                sink TEXT NOT NULL,
+                incident_id INTEGER NOT NULL,
+                channel TEXT NOT NULL,
+                ts TEXT NOT NULL,
+                PRIMARY KEY (sink, incident_id)
+            )""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
