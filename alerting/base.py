@@ -87,6 +87,8 @@ class SinkConfig(BaseModel):
 class SinkContext:
     http: aiohttp.ClientSession
     clock: Clock
+    state_path: str | None = None
+    """The state file, for a sink that keeps its own state beside the incidents (Slack's threads)."""
 
 
 class DeliveryError(Exception):

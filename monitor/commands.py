@@ -141,7 +141,7 @@ async def _notify_once(config: Config, results: list[RunResult]) -> None:
     store = GuardedStore(SqliteStore(path), metrics, clock, path=path)
     try:
         async with http_session(config.monitor.concurrency) as http:
-            context = SinkContext(http, clock)
+            context = SinkContext(http, clock, config.monitor.state_path)
             sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
             pipeline = Pipeline(one_shot, store, sinks, metrics, clock, http)
             pipeline.announce_unannounced()

@@ -31,6 +31,7 @@ from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
 from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
+from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.store import SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
@@ -151,6 +152,7 @@ class Daemon:
             app = build_app(self)
             add_context_routes(app, self)
             add_cluster_routes(app, self.cluster)
+            add_slack_routes(app, self)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
@@ -263,7 +265,7 @@ class Daemon:
 
     def _build_sinks(self, config: Config, keep: dict[str, Sink] | None = None) -> dict[str, Sink]:
         keep = keep or {}
-        context = SinkContext(self.http, self.clock)
+        context = SinkContext(self.http, self.clock, self.config.monitor.state_path)
         return {
             name: keep.get(name) or registry.create_sink(name, sink_config, context)
             for name, sink_config in config.sinks.items()

@@ -119,6 +119,19 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         3,
+        "Slack threads: each incident's parent message per app-mode sink",
+        (
+            """CREATE TABLE IF NOT EXISTS slack_threads (
+                sink TEXT NOT NULL,
+                incident_id INTEGER NOT NULL,
+                channel TEXT NOT NULL,
+                ts TEXT NOT NULL,
+                PRIMARY KEY (sink, incident_id)
+            )""",
+        ),
+    ),
+    Migration(
+        4,
         "cluster membership (monitor/cluster/single.py: the process, for `health-monitor cluster`)",
         (
             """CREATE TABLE IF NOT EXISTS cluster_members (

@@ -350,6 +350,8 @@ class SqliteStore:
             " AND json_extract(document, '$.resolved_at') < ? LIMIT ?)",
             (cutoff, limit),
         ).rowcount
+        if incidents:  # what other features keep about an incident goes with it
+            self._db.execute("DELETE FROM slack_threads WHERE incident_id NOT IN (SELECT id FROM incidents)")
         return max(outbox, incidents)
 
     def checkpoint(self) -> None:

@@ -1,85 +1,49 @@
-"""`type = "slack"`: Slack incoming webhooks, with `text` for the notification and Block Kit
-`blocks` for the message, inside Slack's limits, and every character escaped so that text
-from a monitored system can never ping a channel or disguise a link."""
-
-import re
-from typing import Any
+"""`type = "slack"`, in two modes. Webhook mode (`webhook_url_env`): one incoming-webhook
+message per notification. App mode (`bot_token_env` and `channel`): one thread per incident,
+its parent message edited to show the current state, with buttons when `signing_secret_env`
+is set (alerting/slack/app.py; the buttons' endpoint is monitor/slack_endpoints.py)."""
 
 import aiohttp
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from alerting.base import DeliveryError, Notification, SecretEnv, Sink, SinkConfig
-from alerting.messages import render
+from alerting.base import DeliveryError, Incident, Notification, SecretEnv, Severity, Sink, SinkConfig, SinkContext
+from alerting.slack.app import SlackApp
+from alerting.slack.message import MAX_BLOCKS, MAX_SECTION_CHARS, build_payload, slack_escape, truncate
 
-MAX_BLOCKS = 50
-MAX_SECTION_CHARS = 3000
-MAX_HEADER_CHARS = 150
-MAX_TEXT_CHARS = 4000
-TRUNCATED = "… [truncated]"
+__all__ = ["MAX_BLOCKS", "MAX_SECTION_CHARS", "SlackSink", "SlackSinkConfig", "build_payload", "slack_escape",
+           "truncate"]
+
 _MIN_SECONDS_BETWEEN_MESSAGES = 1.0
-_BROADCAST = re.compile(r"@(?=(channel|here|everyone)\b)", re.IGNORECASE)
-_PARTIAL_ENTITY = re.compile(r"&[a-z]{0,3}$")
+DEFAULT_API_URL = "https://slack.com/api/"
 
 
 class SlackSinkConfig(SinkConfig):
-    webhook_url_env: SecretEnv = Field(description="Environment variable holding the incoming-webhook URL.")
+    webhook_url_env: SecretEnv | None = Field(
+        default=None, description="Environment variable holding the incoming-webhook URL (webhook mode)."
+    )
+    bot_token_env: SecretEnv | None = Field(
+        default=None, description="Environment variable holding the app's bot token, xoxb-... (app mode)."
+    )
+    channel: str | None = Field(default=None, min_length=1, description="App mode: the channel id (C0123456789).")
+    signing_secret_env: SecretEnv | None = Field(
+        default=None, description="App mode: environment variable holding the app's signing secret (buttons on)."
+    )
+    api_url: str = Field(default=DEFAULT_API_URL, description="App mode: Slack's Web API base URL.")
+    mention: dict[Severity, str] = Field(
+        default_factory=dict, description="App mode: who is pinged per severity, e.g. <!subteam^S0123> (trusted text)."
+    )
 
-
-def slack_escape(text: str) -> str:
-    """Escape Slack's three control characters and defuse bare @channel/@here/@everyone."""
-    escaped = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _BROADCAST.sub("@\u200b", escaped)
-
-
-def truncate(escaped: str, limit: int) -> str:
-    """Cut escaped text to `limit` characters with a visible marker, never inside an entity."""
-    if len(escaped) <= limit:
-        return escaped
-    cut = escaped[: limit - len(TRUNCATED)]
-    cut = _PARTIAL_ENTITY.sub("", cut)
-    return cut + TRUNCATED
-
-
-def _sections(escaped_lines: list[str], room: int) -> list[dict[str, Any]]:
-    """Lines packed into at most `room` sections of at most MAX_SECTION_CHARS each."""
-    chunks: list[str] = []
-    current = ""
-    for line in escaped_lines:
-        candidate = f"{current}\n{line}" if current else line
-        if len(candidate) <= MAX_SECTION_CHARS:
-            current = candidate
-            continue
-        if current:
-            chunks.append(current)
-        current = truncate(line, MAX_SECTION_CHARS)
-    if current:
-        chunks.append(current)
-    if len(chunks) > room:
-        chunks = chunks[:room]
-        chunks[-1] = truncate(chunks[-1] + "\n" + TRUNCATED, MAX_SECTION_CHARS)
-    return [{"type": "section", "text": {"type": "mrkdwn", "text": chunk, "verbatim": True}} for chunk in chunks]
-
-
-def build_payload(notification: Notification) -> dict[str, Any]:
-    message = render(notification)
-    lines = message.text.rstrip("\n").splitlines()
-    body = [slack_escape(line) for line in lines[1:]]
-    header = {"type": "header", "text": {"type": "plain_text", "text": truncate(message.title, MAX_HEADER_CHARS)}}
-    context = {
-        "type": "context",
-        "elements": [
-            {
-                "type": "mrkdwn",
-                "text": slack_escape(f"{notification.monitor} · incident #{notification.incident.id}"),
-                "verbatim": True,
-            }
-        ],
-    }
-    sections = _sections(body, room=MAX_BLOCKS - 2)
-    return {
-        "text": truncate(slack_escape(message.text.rstrip("\n")), MAX_TEXT_CHARS),
-        "blocks": [header, *sections, context],
-    }
+    @model_validator(mode="after")
+    def _one_mode(self) -> "SlackSinkConfig":
+        if (self.webhook_url_env is None) == (self.bot_token_env is None):
+            raise ValueError("set webhook_url_env (webhook mode) or bot_token_env with channel (app mode), not both")
+        if self.bot_token_env is not None and self.channel is None:
+            raise ValueError("app mode (bot_token_env) needs channel, the channel id such as C0123456789")
+        if self.webhook_url_env is not None:
+            app_keys = [key for key in ("channel", "signing_secret_env", "mention") if getattr(self, key)]
+            if app_keys:
+                raise ValueError(f"{', '.join(app_keys)} belong to app mode (bot_token_env), not webhook mode")
+        return self
 
 
 class SlackSink(Sink[SlackSinkConfig]):
@@ -88,7 +52,31 @@ class SlackSink(Sink[SlackSinkConfig]):
 
     _last_sent_at: float | None = None
 
+    def __init__(self, name: str, config: SlackSinkConfig, context: SinkContext) -> None:
+        super().__init__(name, config, context)
+        self.app: SlackApp | None = None
+        if config.bot_token_env is not None and config.channel is not None:
+            self.app = SlackApp(
+                name, token=config.bot_token_env, channel=config.channel, api_url=config.api_url,
+                mention=config.mention, buttons=config.signing_secret_env is not None, timeout=config.timeout,
+                context=context,
+            )
+
+    @property
+    def signing_secret(self) -> str | None:
+        """The app's signing secret, when its buttons and slash command are on."""
+        secret = self.config.signing_secret_env
+        return secret.value() if secret is not None and self.app is not None else None
+
+    async def show(self, incident: Incident, monitor: str) -> bool:
+        """App mode: edit the incident's parent message to its current state (False without one)."""
+        return await self.app.show(incident, monitor) if self.app is not None else False
+
     async def send(self, notification: Notification) -> None:
+        if self.app is not None:
+            await self.app.send(notification)
+            return
+        assert self.config.webhook_url_env is not None
         await self._respect_rate_limit()
         payload = build_payload(notification)
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)

@@ -1,5 +1,5 @@
 """A SQLite setup: one process, always the leader (epoch 0, no election). Its membership row
-lives in the state file's `cluster_members` table (migration 3 of monitor/migrations.py), so
+lives in the state file's `cluster_members` table (migration 4 of monitor/migrations.py), so
 that `health-monitor cluster` can show it as it shows replicas on PostgreSQL."""
 
 import asyncio
@@ -24,7 +24,7 @@ FORGET_AFTER = timedelta(days=1)
 class SqliteMembership:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        apply_migrations(self._db)  # the table is migration 3 of the state file
+        apply_migrations(self._db)  # the table is migration 4 of the state file
 
     def seen(self, node: str, started_at: datetime, now: datetime) -> None:
         # A process killed without leaving (its default node name has a pid in it) is forgotten a day later.
