@@ -1,7 +1,6 @@
 """The daemon: wires config, scheduler, incidents, dispatcher and server, and owns their lifetimes."""
 
 import asyncio
-import gc
 import signal
 from datetime import timedelta
 from typing import Any
@@ -15,7 +14,7 @@ from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from monitor import __version__, registry, systemd
+from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
 from monitor.connectivity import ConnectivityProbe
@@ -126,6 +125,7 @@ class Daemon:
     async def run(self, handle_signals: bool = True) -> None:
         if handle_signals:
             self._install_signal_handlers()
+        gc_policy.apply()
         use_templates_dir(self.config.settings.alerting.templates_dir)
         path = self.config.monitor.state_path
         self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
@@ -156,11 +156,7 @@ class Daemon:
                 await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
-            # What start-up and the first runs build (config models, checks, tasks, connections,
-            # per-check state) lives as long as the process: kept out of the collector's sight,
-            # each full collection scans less (at 10,000 checks it stalled the loop 100-200 ms).
-            gc.freeze()
-            asyncio.get_running_loop().call_later(self._first_runs_seconds(), gc.freeze)
+            gc_policy.freeze_now_and_after(self._first_runs_seconds())
             self.ready = True
             log.info(
                 "daemon.started",
