@@ -258,6 +258,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         "lateness_max_ms": max(lateness, default=0.0) * 1000,
         "peak_rss_mib": peak_rss_mib(),
         **pauses.figures(),
+        "load_average": os.getloadavg()[0],
     }
     if args.storm:
         result["storm"] = await storm(daemon, lateness, workdir, args)
@@ -462,6 +463,7 @@ def report(args: argparse.Namespace, target: Target, daemon: dict[str, Any], bar
               f" {last['series']} series, {last['bytes'] / 1e6:.2f} MB gzip ({last['uncompressed'] / 1e6:.1f} MB"
               f" uncompressed)")
     print(f"  memory:     peak RSS {daemon['peak_rss_mib']:.0f} MiB")
+    print(f"  machine:    load average {daemon['load_average']:.1f} at the window's end ({os.cpu_count()} cores)")
 
 
 def collector(figures: dict[str, Any]) -> str:
