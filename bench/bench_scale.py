@@ -83,9 +83,6 @@ class CollectorPauses:
         self._started = 0.0
         gc.callbacks.append(self._callback)
 
-    def clear(self) -> None:
-        self.counts, self.longest = [0, 0, 0], [0.0, 0.0, 0.0]
-
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
