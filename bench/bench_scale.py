@@ -1,5 +1,6 @@
 """N HTTP checks at interval I through the whole daemon, scraped like Prometheus, beside bare
-aiohttp loops (asyncio and uvloop) making the same GETs at the same pace, in the same run.
+aiohttp loops (asyncio and uvloop, with the interpreter's garbage-collector policy, and uvloop
+with the daemon's) making the same GETs at the same pace, in the same run.
 
     ./dev.sh bench scale                                   # 1,000 checks at 1 s, then the storm
     ./dev.sh bench scale --checks 10000 --interval 10      # 10,000 checks at 10 s
@@ -7,7 +8,8 @@ aiohttp loops (asyncio and uvloop) making the same GETs at the same pace, in the
 Processes: the target (nginx when installed, else an aiohttp server), the daemon, and each bare
 loop run alone, one after the other, so that CPU time and peak RSS are their own. This process
 plays Prometheus: GET /metrics with `Accept-Encoding: gzip` (and OpenMetrics in Accept) every
-5 s, and GET /healthz every 100 ms, whose latency is the longest event-loop stall.
+5 s, and GET /healthz every 100 ms, whose latency is the longest event-loop stall. Each
+measured process also counts its garbage collections by generation and their longest pause.
 
 The storm phase: 1,000 checks at 1 s, warmed up, then the target answers 500 to all of them at
 once; it reports lateness, stalls, incidents recorded and the time to the first page.
@@ -20,6 +22,7 @@ scrape < 2 s; RSS < 100 MiB at 1,000 checks and < 150 MiB at 10,000; in the stor
 
 import argparse
 import asyncio
+import gc
 import gzip
 import json
 import os
@@ -69,6 +72,27 @@ def percentile(values: list[float], fraction: float) -> float:
 def warmup_seconds(interval: float) -> float:
     """Every check has started (spread over up to 10 s) and run twice: the daemon's steady state."""
     return min(interval, 10.0) + 2 * interval + 1.0
+
+
+class CollectorPauses:
+    """How often the cyclic garbage collector ran, by generation, and its longest pause (ms)."""
+
+    def __init__(self) -> None:
+        self.counts = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.counts[generation] += 1
+        self.longest[generation] = max(self.longest[generation], (time.perf_counter() - self._started) * 1000)
+
+    def figures(self) -> dict[str, list[float]]:
+        return {"gc_collections": list(self.counts), "gc_longest_ms": list(self.longest)}
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -213,6 +237,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         return sum(row.runs[0] for row in daemon.metrics.checks.snapshot())
 
     lateness.clear()
+    pauses = CollectorPauses()
     runs_before, ok_before, cpu_before = runs(), ok_runs(), cpu_seconds()
     emit("window_start")
     await asyncio.sleep(args.seconds)
@@ -229,6 +254,8 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         "lateness_p99_ms": percentile(lateness, 0.99) * 1000,
         "lateness_max_ms": max(lateness, default=0.0) * 1000,
         "peak_rss_mib": peak_rss_mib(),
+        **pauses.figures(),
+        "load_average": os.getloadavg()[0],
     }
     if args.storm:
         result["storm"] = await storm(daemon, lateness, workdir, args)
@@ -272,6 +299,10 @@ async def storm(daemon: Any, lateness: list[float], workdir: Path, args: argpars
 async def bare_phase(args: argparse.Namespace) -> None:
     import aiohttp
 
+    if args.daemon_gc:
+        from monitor import gc_policy
+
+        gc_policy.apply()
     done = 0
     loop = asyncio.get_running_loop()
     warmup = warmup_seconds(args.interval)
@@ -294,12 +325,13 @@ async def bare_phase(args: argparse.Namespace) -> None:
         tasks = [asyncio.create_task(worker(session, i / args.checks * spread)) for i in range(args.checks)]
         await asyncio.sleep(warmup)
         done_before, cpu_before = done, cpu_seconds()
+        pauses = CollectorPauses()
         await asyncio.sleep(args.seconds)
         cpu = cpu_seconds() - cpu_before
         requests = done - done_before
         await asyncio.gather(*tasks)
     emit("result", runs=requests, checks_per_second=requests / args.seconds, cpu_us_per_check=cpu / requests * 1e6,
-         peak_rss_mib=peak_rss_mib())
+         peak_rss_mib=peak_rss_mib(), **pauses.figures())
 
 
 # This process: runs the phases and plays Prometheus.
@@ -390,10 +422,17 @@ async def run_daemon(args: argparse.Namespace, target: Target, storm: bool) -> d
     return result
 
 
-def run_bare(args: argparse.Namespace, target: Target, loop: str) -> dict[str, Any]:
+BARE_LOOPS = {"asyncio": ("asyncio", False), "uvloop": ("uvloop", False), "uvloop+gc": ("uvloop", True)}
+"""Each bare loop: its event loop, and whether it takes the daemon's garbage-collector policy
+(monitor/gc_policy.py), so that what the policy saves is told from what the daemon costs."""
+
+
+def run_bare(args: argparse.Namespace, target: Target, name: str) -> dict[str, Any]:
+    loop, daemon_gc = BARE_LOOPS[name]
     done = subprocess.run(
         [sys.executable, __file__, "--phase", "bare", "--loop", loop, "--target", target.url, "--checks",
-         str(args.checks), "--interval", str(args.interval), "--seconds", str(args.seconds)],
+         str(args.checks), "--interval", str(args.interval), "--seconds", str(args.seconds),
+         *(["--daemon-gc"] if daemon_gc else [])],
         capture_output=True, text=True, check=True,
     )
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -407,12 +446,13 @@ def report(args: argparse.Namespace, target: Target, daemon: dict[str, Any], bar
           f" {daemon['cpu_us_per_check']:.0f} µs CPU per check, non-OK runs {daemon['non_ok_runs']}")
     for loop, figures in bare.items():
         ratio = daemon["cpu_us_per_check"] / figures["cpu_us_per_check"]
-        print(f"  bare {loop:<7} {figures['checks_per_second']:.0f} GETs/s, {figures['cpu_us_per_check']:.0f} µs CPU"
-              f" per GET, peak RSS {figures['peak_rss_mib']:.0f} MiB; daemon/bare = {ratio:.2f}x")
+        print(f"  bare {loop:<9} {figures['checks_per_second']:.0f} GETs/s, {figures['cpu_us_per_check']:.0f} µs CPU"
+              f" per GET, peak RSS {figures['peak_rss_mib']:.0f} MiB, {collector(figures)}; daemon/bare = {ratio:.2f}x")
     print(f"  lateness:   p50 {daemon['lateness_p50_ms']:.1f} ms, p99 {daemon['lateness_p99_ms']:.1f} ms,"
           f" max {daemon['lateness_max_ms']:.1f} ms")
     every = f"{HEALTHZ_EVERY * 1000:.0f} ms"
-    print(f"  loop stall: longest /healthz {daemon['stall_max_ms']:.1f} ms (sampled every {every})")
+    print(f"  loop stall: longest /healthz {daemon['stall_max_ms']:.1f} ms (sampled every {every});"
+          f" daemon's {collector(daemon)}")
     scrapes = daemon["scrapes"]
     if scrapes:
         last = scrapes[-1]
@@ -420,6 +460,13 @@ def report(args: argparse.Namespace, target: Target, daemon: dict[str, Any], bar
               f" {last['series']} series, {last['bytes'] / 1e6:.2f} MB gzip ({last['uncompressed'] / 1e6:.1f} MB"
               f" uncompressed)")
     print(f"  memory:     peak RSS {daemon['peak_rss_mib']:.0f} MiB")
+    print(f"  machine:    load average {daemon['load_average']:.1f} at the window's end ({os.cpu_count()} cores)")
+
+
+def collector(figures: dict[str, Any]) -> str:
+    counts = "/".join(str(n) for n in figures["gc_collections"])
+    longest = "/".join(f"{ms:.0f}" for ms in figures["gc_longest_ms"])
+    return f"gc runs by generation {counts}, longest {longest} ms"
 
 
 def main() -> None:
@@ -432,6 +479,7 @@ def main() -> None:
     parser.add_argument("--phase", choices=["daemon", "bare", "target"], help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
     parser.add_argument("--storm", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--daemon-gc", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -450,7 +498,7 @@ def main() -> None:
     target = Target(workdir)
     target.start()
     try:
-        bare = {loop: run_bare(args, target, loop) for loop in ("asyncio", "uvloop")}
+        bare = {name: run_bare(args, target, name) for name in BARE_LOOPS}
         daemon = asyncio.run(run_daemon(args, target, storm=False))
         report(args, target, daemon, bare)
         if not args.no_storm:

@@ -127,7 +127,9 @@ class HttpCheck(Check[HttpCheckConfig]):
         if (accepted is None and not 200 <= status <= 299) or (accepted is not None and status not in accepted):
             wanted = ", ".join(map(str, accepted)) if accepted else "2xx"
             raise ProbeFailure("status", f"HTTP {status}, expected {wanted}", body_evidence(body))
-        if len(body) > MAX_BODY_BYTES and (self.config.body_contains or self.config.json_fields):
+        if not self.config.body_contains and not self.config.json_fields:
+            return  # nothing to read in the body: not decoded
+        if len(body) > MAX_BODY_BYTES:
             raise ProbeFailure("body_mismatch", f"response body exceeds {MAX_BODY_BYTES} bytes; not checked")
         text = body.decode("utf-8", errors="replace")
         if self.config.body_contains is not None and self.config.body_contains not in text:

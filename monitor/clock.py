@@ -1,6 +1,7 @@
 """Time as the daemon sees it, injected so that tests can move it by hand."""
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -24,7 +25,9 @@ class SystemClock:
         return datetime.now(UTC)
 
     def monotonic(self) -> float:
-        return asyncio.get_running_loop().time()
+        # CLOCK_MONOTONIC, as both event loops' own time() (uvloop's in whole milliseconds),
+        # and a sixth of the cost of looking the running loop up for it: a run reads it ~7 times.
+        return time.monotonic()
 
     async def sleep_until(self, deadline: float) -> None:
         delay = deadline - self.monotonic()

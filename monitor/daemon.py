@@ -1,7 +1,6 @@
 """The daemon: wires config, scheduler, incidents, dispatcher and server, and owns their lifetimes."""
 
 import asyncio
-import gc
 import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
@@ -15,7 +14,7 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from monitor import __version__, registry, systemd
+from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
 from monitor.cluster.metrics import ClusterMetrics
@@ -128,6 +127,7 @@ class Daemon:
         had opened and nothing else."""
         if handle_signals:
             self._install_signal_handlers()
+        gc_policy.apply()
         use_templates_dir(self.config.settings.alerting.templates_dir)
         async with AsyncExitStack() as stack:
             stack.callback(self._stopped)
@@ -165,11 +165,7 @@ class Daemon:
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
             stack.push_async_callback(self._cancel_tasks)
-            # What start-up and the first runs build (config models, checks, tasks, connections,
-            # per-check state) lives as long as the process: kept out of the collector's sight,
-            # each full collection scans less (at 10,000 checks it stalled the loop 100-200 ms).
-            gc.freeze()
-            asyncio.get_running_loop().call_later(self._first_runs_seconds(), gc.freeze)
+            gc_policy.freeze_now_and_after(self._first_runs_seconds())
             self._started()
             stack.callback(self._stopping)
             self._start_watchdog()

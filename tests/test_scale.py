@@ -3,6 +3,7 @@ renders off the event loop (gzip, OpenMetrics, the process_/python_ collectors),
 series that cost little, and an OK run that does no I/O."""
 
 import asyncio
+import gc
 import gzip
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,8 @@ from aiohttp import web
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor import check_series, event_loop, registry
+from monitor import check_series, event_loop, gc_policy, registry
+from monitor.clock import SystemClock
 from monitor.config import ConfigError, load_config
 from monitor.daemon import Daemon
 from monitor.incident_log import IncidentLog
@@ -273,3 +275,30 @@ def test_uvloop_is_the_default_loop_and_asyncio_an_opt_out() -> None:
 
     assert issubclass(event_loop.run(loop_type()), uvloop.Loop)
     assert not issubclass(event_loop.run(loop_type(), "asyncio"), uvloop.Loop)
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    thresholds = gc.get_threshold()
+    yield
+    gc.set_threshold(*thresholds)
+    gc.unfreeze()
+
+
+async def test_the_running_daemon_collects_garbage_rarely_and_freezes_what_start_up_built(
+    collector_restored, daemon_base
+) -> None:
+    young, older, oldest = gc.get_threshold()
+    assert young == gc_policy.YOUNG_THRESHOLD > 700
+    assert (older, oldest) == (10, 10)
+    assert gc.get_freeze_count() > 0
+
+
+def test_the_system_clock_reads_without_an_event_loop_on_the_loops_own_clock() -> None:
+    async def both() -> tuple[float, float]:
+        return SystemClock().monotonic(), asyncio.get_running_loop().time()
+
+    assert SystemClock().monotonic() <= SystemClock().monotonic()
+    for loop in ("uvloop", "asyncio"):
+        ours, loops = event_loop.run(both(), loop)  # type: ignore[arg-type]
+        assert abs(ours - loops) < 1.0, "sleep_until's deadlines would not match the loop's timers"
