@@ -46,6 +46,12 @@ exit statuses (as a Nagios plugin):
   3  UNKNOWN   the checks could not be run: invalid config, unknown --check, unusable state store
 """
 
+CLUSTER_HELP = "Show the replicas seen in the last minute, which one leads, since when, and its epoch."
+CLUSTER_EPILOG = """\
+exit statuses: 0 a replica leads, 1 none does (or the state store cannot be read), 2 invalid config.
+Secrets (*_env) need not be set for this command.
+"""
+
 OPERATOR_EPILOG = """\
 exit statuses: 0 done (also when there was nothing to do), 1 failed (no such incident, no state
 store), 2 invalid config. Secrets (*_env) need not be set for this command.
@@ -156,6 +162,9 @@ def _parser() -> Parser:
     ack.add_argument("--note", default="", help="what you are doing about it")
 
     add_action_arguments(command("action", "action", ACTION_HELP))
+
+    cluster = command("cluster", "cluster", CLUSTER_HELP, CLUSTER_EPILOG)
+    cluster.add_argument("--format", choices=["table", "json"], default="table")
 
     postmortem = command("postmortem", "postmortem", "Print (or write) the post-mortem draft of an incident.")
     postmortem.add_argument("id", type=int, help="incident id")

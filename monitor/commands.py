@@ -333,6 +333,22 @@ def action(args: argparse.Namespace) -> int:
     return run_action(config, incident, args)
 
 
+def cluster(args: argparse.Namespace) -> int:
+    from monitor.cluster.command import print_cluster, read_cluster
+    from monitor.migrations import SchemaTooNew
+
+    config = _operator_config(args)
+    path = Path(config.monitor.state_path)
+    if not path.is_file():
+        raise CommandError(f"no state store at {path}: is the daemon running with this config?")
+    now = datetime.now(UTC)
+    try:
+        view = read_cluster(config, now)
+    except (sqlite3.Error, SchemaTooNew) as exc:
+        raise CommandError(f"cannot read the state store {path}: {exc}") from None
+    return print_cluster(view, args.format, now)
+
+
 def postmortem(args: argparse.Namespace) -> int:
     config = _operator_config(args)
     with _existing_store(config) as store:

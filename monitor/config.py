@@ -11,6 +11,7 @@ Prometheus does, so the operator commands find the daemon's state from anywhere.
 import difflib
 import os
 import re
+import socket
 import tomllib
 import types
 from contextvars import ContextVar
@@ -33,6 +34,7 @@ from alerting.messages import template_problems
 from checks.base import CheckConfig
 from monitor import registry
 from monitor.check_series import DEFAULT_DURATION_BUCKETS, DurationMetric
+from monitor.cluster.lease import MIN_LEASE
 from monitor.context.config import ContextSection, context_problems
 from monitor.durations import Duration
 from monitor.model import Severity
@@ -52,6 +54,10 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def default_node() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class MonitorSection(_Section):
@@ -74,6 +80,37 @@ class MonitorSection(_Section):
     )
     flap_low_threshold: float = Field(default=20.0, ge=0, le=100, description="Percent state change ending flapping.")
     flap_high_threshold: float = Field(default=30.0, ge=0, le=100, description="Percent state change starting it.")
+    node: str | None = Field(
+        default=None,
+        description="This replica's name among replicas sharing a PostgreSQL state store (default: host name-pid).",
+    )
+    leader_lease: Duration = Field(
+        default=15.0,
+        description="How long a leader's lease lasts unrenewed; a dead leader is replaced within about this long.",
+    )
+
+    @field_validator("leader_lease")
+    @classmethod
+    def _lease_long_enough(cls, value: float) -> float:
+        if value < MIN_LEASE:
+            raise ValueError(
+                f"must be at least {MIN_LEASE:g}s: a leader stops 1s before its lease can expire, and renews in between"
+            )
+        return value
+
+    @field_validator("node")
+    @classmethod
+    def _node_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not 1 <= len(value) <= 128 or any(character.isspace() for character in value):
+            raise ValueError(f"a node name is 1 to 128 characters without spaces, got {value!r}")
+        return value
+
+    @property
+    def node_name(self) -> str:
+        """`node`, else this process's default (kept out of the schema: it differs per process)."""
+        return self.node or default_node()
 
 
 class ServerSection(_Section):

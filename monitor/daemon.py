@@ -16,6 +16,9 @@ from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
+from monitor.cluster.api import add_cluster_routes
+from monitor.cluster.metrics import ClusterMetrics
+from monitor.cluster.single import SingleProcess
 from monitor.config import Config, ConfigError, load_config
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
@@ -143,13 +146,18 @@ class Daemon:
             self.pipeline.route = self.context.publish
             self.pipeline.announce_unannounced()
             self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
+            cluster_metrics = ClusterMetrics(self.metrics.shared)
+            self.cluster = SingleProcess(self.config.monitor.node_name, path, self.clock, cluster_metrics)
+            stack.push_async_callback(self.cluster.aclose)
             app = build_app(self)
             add_context_routes(app, self)
+            add_cluster_routes(app, self.cluster)
             add_slack_routes(app, self)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, self.config.server.host, self.config.server.port).start()
+            self.cluster.start()
             self.scheduler.start()
             stack.push_async_callback(self._stop_checks)
             for name in self.config.checks:

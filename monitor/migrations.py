@@ -130,6 +130,19 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "cluster membership (monitor/cluster/single.py: the process, for `health-monitor cluster`)",
+        (
+            """CREATE TABLE IF NOT EXISTS cluster_members (
+                node TEXT PRIMARY KEY,
+                started_at TEXT NOT NULL,
+                last_seen TEXT NOT NULL,
+                role TEXT NOT NULL,
+                epoch INTEGER NOT NULL DEFAULT 0
+            )""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -1,0 +1,29 @@
+"""What `health-monitor cluster` shows, read from the state store itself so that it works while
+the daemon is down: the same view as `GET /api/cluster`."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from monitor.cluster.model import ClusterView
+from monitor.cluster.single import SqliteMembership
+from monitor.cluster.view import render_text
+from monitor.config import Config
+
+
+def read_cluster(config: Config, now: datetime) -> ClusterView:
+    """Raises sqlite3.Error when the state store cannot be read."""
+    membership = SqliteMembership(Path(config.monitor.state_path))
+    try:
+        return membership.view(now)
+    finally:
+        membership.close()
+
+
+def print_cluster(view: ClusterView, output_format: str, now: datetime | None = None) -> int:
+    """0 when a replica leads, 1 when none does."""
+    if output_format == "json":
+        print(json.dumps(view.as_json(), indent=2))
+    else:
+        print(render_text(view, now or datetime.now(UTC)))
+    return 0 if view.leader is not None else 1
