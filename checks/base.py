@@ -14,6 +14,7 @@ from monitor.durations import Duration, format_duration
 from monitor.model import Finding, Severity, Status
 
 if TYPE_CHECKING:
+    from checks.heartbeat.pings import PingLedger
     from monitor.metrics import MonitorMetrics
 
 __all__ = ["Check", "CheckConfig", "CheckContext", "Finding", "Severity", "Status"]
@@ -53,6 +54,8 @@ class CheckContext:
     http: aiohttp.ClientSession
     clock: Clock
     metrics: "MonitorMetrics"
+    heartbeats: "PingLedger | None" = None
+    """Where heartbeat checks read the pings the server received; None outside the daemon and `once`."""
 
 
 ConfigT = TypeVar("ConfigT", bound=CheckConfig)

@@ -15,6 +15,7 @@ from alerting.base import Sink, SinkContext
 from alerting.dispatcher import Dispatcher
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
+from checks.heartbeat.pings import SqlitePingLedger
 from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, load_config
@@ -26,6 +27,7 @@ from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity, Status
 from monitor.notifier import Notifier
+from monitor.ping_api import add_ping_routes
 from monitor.postmortem import write_draft
 from monitor.runner import RunResult
 from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
@@ -130,6 +132,7 @@ class Daemon:
         path = self.config.monitor.state_path
         self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
         self.http = http_session(self.config.monitor.concurrency)
+        self.heartbeats = SqlitePingLedger(path)
         self.incidents = IncidentManager(
             self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
         )
@@ -146,6 +149,7 @@ class Daemon:
         self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
         app = build_app(self)
         add_context_routes(app, self)
+        add_ping_routes(app, self)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -235,7 +239,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def _create_check(self, name: str, config: Config) -> Check:
-        return registry.create_check(name, config.checks[name], CheckContext(self.http, self.clock, self.metrics))
+        context = CheckContext(self.http, self.clock, self.metrics, self.heartbeats)
+        return registry.create_check(name, config.checks[name], context)
 
     async def _start_check(self, check: Check, config: Config) -> None:
         check_config = config.checks[check.name]
@@ -407,5 +412,6 @@ class Daemon:
         await runner.cleanup()
         await self.http.close()
         self.store.close()
+        self.heartbeats.close()
         if started:
             log.info("daemon.stopped")
