@@ -75,9 +75,11 @@ async def test_each_kind_of_ping_is_recorded(server: tuple[TestServer, View]) ->
 
 async def test_the_token_is_taken_as_bearer_or_query_parameter(server: tuple[TestServer, View]) -> None:
     test_server, view = server
-    async with aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http:
-        async with http.post("/ping/backup", headers={"Authorization": f"Bearer {TOKEN}"}) as response:
-            assert response.status == 200
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post("/ping/backup", headers={"Authorization": f"Bearer {TOKEN}"}) as response,
+    ):
+        assert response.status == 200
         async with http.get("/ping/backup/start", params={"token": TOKEN}) as response:
             assert response.status == 200
     assert [kind for kind, *_ in await pings(view, "backup")] == [PingKind.SUCCESS, PingKind.START]
@@ -100,10 +102,12 @@ async def test_refused_pings_record_nothing(
     server: tuple[TestServer, View], path: str, headers: dict[str, str], status: int
 ) -> None:
     test_server, view = server
-    async with aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http:
-        async with http.post(path, headers=headers, data=b"log line") as response:
-            assert response.status == status
-            assert TOKEN not in await response.text()
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post(path, headers=headers, data=b"log line") as response,
+    ):
+        assert response.status == status
+        assert TOKEN not in await response.text()
     assert await pings(view, "backup") == [] and await pings(view, "open") == []
 
 
@@ -111,9 +115,11 @@ async def test_the_log_keeps_its_last_100_kib_scrubbed_of_secrets(server: tuple[
     test_server, view = server
     head = b"x" * (300 * 1024)
     tail = f"\nconnecting to postgresql://backup:{TOKEN}@db/prod\nERROR: out of disk\n".encode()
-    async with aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http:
-        async with http.post("/ping/open/1", data=head + tail) as response:
-            assert response.status == 200
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post("/ping/open/1", data=head + tail) as response,
+    ):
+        assert response.status == 200
     [(_, _, _, body)] = await pings(view, "open")
     assert len(body.encode()) <= BODY_LIMIT
     assert body.endswith("ERROR: out of disk\n")
@@ -122,7 +128,9 @@ async def test_the_log_keeps_its_last_100_kib_scrubbed_of_secrets(server: tuple[
 
 async def test_a_body_beyond_the_read_limit_is_refused(server: tuple[TestServer, View]) -> None:
     test_server, view = server
-    async with aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http:
-        async with http.post("/ping/open", data=io.BytesIO(b"y" * (BODY_READ_LIMIT + 1))) as response:
-            assert response.status == 413
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post("/ping/open", data=io.BytesIO(b"y" * (BODY_READ_LIMIT + 1))) as response,
+    ):
+        assert response.status == 413
     assert await pings(view, "open") == []
