@@ -18,10 +18,13 @@ from checks.base import Check, CheckContext
 from checks.heartbeat.pings import SqlitePingLedger
 from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
 from monitor.connectivity import ConnectivityProbe
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
+from monitor.history.api import add_history_routes
+from monitor.history.service import History
+from monitor.history.store import SqliteHistoryStore
 from monitor.incident_log import IncidentLog
 from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
@@ -35,7 +38,8 @@ from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.status_page import LastRun
-from monitor.store import SqliteStore, prune_expired
+from monitor.status_routes import add_status_routes
+from monitor.store import Silence, SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
@@ -89,6 +93,7 @@ class Daemon:
         self._maintainer: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._history_flusher: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
@@ -133,6 +138,7 @@ class Daemon:
         self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
         self.http = http_session(self.config.monitor.concurrency)
         self.heartbeats = SqlitePingLedger(path)
+        self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
         self.incidents = IncidentManager(
             self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
         )
@@ -150,6 +156,8 @@ class Daemon:
         app = build_app(self)
         add_context_routes(app, self)
         add_ping_routes(app, self)
+        add_history_routes(app, self)
+        add_status_routes(app, self)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -160,6 +168,10 @@ class Daemon:
                 await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
+            await self.history.flush(self.config.checks)  # the uptimes kept from before, at once
+            self._history_flusher = asyncio.create_task(
+                self.history.flush_forever(lambda: self.config.checks), name="history:flush"
+            )
             # What start-up and the first runs build (config models, checks, tasks, connections,
             # per-check state) lives as long as the process: kept out of the collector's sight,
             # each full collection scans less (at 10,000 checks it stalled the loop 100-200 ms).
@@ -277,6 +289,7 @@ class Daemon:
             self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
             return
         self.metrics.record_run(result.check, result.status, result.duration, now)
+        self.history.record(result.check, finished, result.status <= Status.WARNING, result.duration)
         self._publish(self.incidents.observe(result.check, result.findings))
         self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
 
@@ -311,6 +324,10 @@ class Daemon:
             except Exception:
                 log.exception("incidents.tick_failed")
             await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)
+
+    def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
+        """What history sets apart from uptime, read once per flush."""
+        return self.store.silences(self.clock.now()), self.config.settings.maintenance
 
     def _watch_store(self) -> None:
         """Write what waits; while the store cannot be written, one incident about the monitor
@@ -396,7 +413,7 @@ class Daemon:
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
         systemd.stopping(status="stopping")
-        for task in (self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()):
+        for task in (self._watchdog, self._ticker, self._maintainer, self._history_flusher, *self._refreshing.values()):
             if task is not None:
                 task.cancel()
         started, self.ready = self.ready, False
@@ -411,6 +428,8 @@ class Daemon:
             await sink.aclose()
         await runner.cleanup()
         await self.http.close()
+        await self.history.flush(self.config.checks)
+        self.history.store.close()
         self.store.close()
         self.heartbeats.close()
         if started:
