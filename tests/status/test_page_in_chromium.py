@@ -118,9 +118,11 @@ type = "console"
 """)
     async with running_daemon(config) as running:
         log = f"dumping sentia_prod\n{HOSTILE}\npg_dump: error: could not write to file: No space left on device\n"
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"http://{LOOPBACK}:{port}/ping/backup/1", data=log) as response:
-                assert response.status == 200
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(f"http://{LOOPBACK}:{port}/ping/backup/1", data=log) as response,
+        ):
+            assert response.status == 200
         keys = {"broken/down", "backup/failed"}
         await wait_until(lambda: keys <= {i.key for i in running.store.open_incidents()}, "both incidents", 30)
         await wait_until(lambda: {"api", "legacy", "worker"} <= set(running.last_runs), "every check to run")
@@ -169,7 +171,8 @@ async def test_the_page_shows_state_uptime_history_and_incidents(
     assert sum(level == "bad" for level, _ in bars) == 1, "the outage day"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d: 83\.33% uptime \(288 runs\)", next(t for lvl, t in bars if lvl == "bad"))
     assert re.search(r'aria-label="Daily uptime of api over the last 90 days"', api)
-    assert re.search(r'<svg class="spark"[^>]*aria-label="Latency over the last 24 hours: average [^"]+, peak 400ms"', api)
+    spark = r'<svg class="spark"[^>]*aria-label="Latency over the last 24 hours: average [^"]+, peak 400ms"'
+    assert re.search(spark, api)
     assert re.search(r'<path d="M0\.0 [\d.]+( L[\d.]+ [\d.]+)+"', api), "a drawn sparkline"
 
     assert "silenced</span>" in card(dom, "worker") and "in maintenance</span>" in card(dom, "legacy")
