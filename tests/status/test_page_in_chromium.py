@@ -15,11 +15,10 @@ import pytest
 from aiohttp import web
 
 from monitor.daemon import Daemon
-from monitor.history.aggregate import Accumulator
-from monitor.history.store import SqliteHistoryStore
 from monitor.model import Incident, Severity
 from monitor.store import SqliteStore
 from tests.conftest import ServeApp
+from tests.history.seed import seed_history
 from tests.net import LOOPBACK, closed_port, free_port, running_daemon, wait_until
 
 CHROMIUM_FLAGS = (
@@ -27,21 +26,6 @@ CHROMIUM_FLAGS = (
     "--disable-sync", "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
 )
 HOSTILE = '<img src=x onerror="alert(1)">'
-
-
-def seed_history(state: Path, now: datetime) -> None:
-    """`api` ran every 5 minutes for 90 days: down for 4 hours 12 days ago, slower in the last hour."""
-    accumulator = Accumulator()
-    moment = now - timedelta(days=89, hours=now.hour, minutes=now.minute)
-    outage = (now - timedelta(days=12), now - timedelta(days=12) + timedelta(hours=4))
-    while moment < now:
-        good = not outage[0] <= moment < outage[1]
-        latency = 0.4 if moment > now - timedelta(hours=1) else 0.05 + (moment.minute % 15) / 1000
-        accumulator.record("api", moment.timestamp(), good, latency)
-        moment += timedelta(minutes=5)
-    store = SqliteHistoryStore(state)
-    store.write(accumulator.drain(), now)
-    store.close()
 
 
 def seed_incidents(state: Path, now: datetime) -> None:
