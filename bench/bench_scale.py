@@ -9,6 +9,12 @@ loop run alone, one after the other, so that CPU time and peak RSS are their own
 plays Prometheus: GET /metrics with `Accept-Encoding: gzip` (and OpenMetrics in Accept) every
 5 s, and GET /healthz every 100 ms, whose latency is the longest event-loop stall.
 
+History (issue 16): the daemon runs twice in the same run, with its history on (runs accumulated
+in memory and flushed every --history-flush seconds, by default often enough that the measured
+window holds at least two flushes: more often than the daemon's 60 s, so the cost shown is an
+upper bound) and off (History.record and its flushes made no-ops in that process). Target: CPU
+per check with history on within 5 % of history off.
+
 The storm phase: 1,000 checks at 1 s, warmed up, then the target answers 500 to all of them at
 once; it reports lateness, stalls, incidents recorded and the time to the first page.
 
@@ -59,6 +65,14 @@ def cpu_seconds() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def history_rows(state: Path) -> int:
+    """Buckets the history flushes wrote (0 with history off)."""
+    with suppress(sqlite3.Error), sqlite3.connect(state) as db:
+        tables = ("history_minute", "history_hour", "history_day")
+        return sum(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+    return 0
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -174,6 +188,21 @@ def write_config(workdir: Path, target: str, checks: int, interval: float, port:
     return path
 
 
+def configure_history(on: str, flush_seconds: float) -> None:
+    """History as the daemon keeps it, flushed every `flush_seconds`; or not kept at all."""
+    from monitor.history import service
+
+    if on == "on":
+        service.FLUSH_SECONDS = flush_seconds
+        return
+
+    async def never(self: Any, checks: Any) -> None:
+        await asyncio.Event().wait()
+
+    service.History.record = lambda self, *_: None  # type: ignore[method-assign]
+    service.History.flush_forever = never  # type: ignore[method-assign]
+
+
 async def daemon_phase(args: argparse.Namespace) -> None:
     from monitor import logs
     from monitor.config import load_config
@@ -187,6 +216,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
     check_config = [sys.executable, "-m", "monitor", "check-config", "--config", str(path)]
     await asyncio.to_thread(subprocess.run, check_config, capture_output=True, check=True)
     config_seconds = time.monotonic() - config_started
+    configure_history(args.history, args.history_flush)
     started = time.monotonic()
     daemon = Daemon(load_config(path))
     lateness: list[float] = []
@@ -229,6 +259,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         "lateness_p99_ms": percentile(lateness, 0.99) * 1000,
         "lateness_max_ms": max(lateness, default=0.0) * 1000,
         "peak_rss_mib": peak_rss_mib(),
+        "history_rows": history_rows(workdir / "state.db"),
     }
     if args.storm:
         result["storm"] = await storm(daemon, lateness, workdir, args)
@@ -352,9 +383,11 @@ class Scraper:
             await asyncio.sleep(max(SCRAPE_EVERY - seconds, 0))
 
 
-async def run_daemon(args: argparse.Namespace, target: Target, storm: bool) -> dict[str, Any]:
+async def run_daemon(args: argparse.Namespace, target: Target, storm: bool, history: str = "on") -> dict[str, Any]:
+    (target.workdir / "state.db").unlink(missing_ok=True)
     command = [sys.executable, __file__, "--phase", "daemon", "--target", target.url, "--checks", str(args.checks),
-               "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir)]
+               "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir),
+               "--history", history, "--history-flush", str(history_flush_seconds(args))]
     if storm:
         command += ["--storm", "--storm-seconds", str(args.storm_seconds)]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
@@ -422,6 +455,18 @@ def report(args: argparse.Namespace, target: Target, daemon: dict[str, Any], bar
     print(f"  memory:     peak RSS {daemon['peak_rss_mib']:.0f} MiB")
 
 
+def history_flush_seconds(args: argparse.Namespace) -> float:
+    return args.history_flush or min(60.0, args.seconds / 3)
+
+
+def report_history(args: argparse.Namespace, on: dict[str, Any], off: dict[str, Any]) -> None:
+    ratio = on["cpu_us_per_check"] / off["cpu_us_per_check"]
+    print(f"  history:    on {on['cpu_us_per_check']:.1f} µs CPU per check (flushed every"
+          f" {history_flush_seconds(args):g} s, {on['history_rows']} rows in the state file), off"
+          f" {off['cpu_us_per_check']:.1f} µs; on/off = {ratio:.3f}x (target <= 1.05);"
+          f" p99 lateness on {on['lateness_p99_ms']:.1f} ms, off {off['lateness_p99_ms']:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=1000)
@@ -429,6 +474,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the measured window")
     parser.add_argument("--storm-seconds", type=float, default=10.0)
     parser.add_argument("--no-storm", action="store_true", help="skip the storm phase")
+    parser.add_argument("--history-flush", type=float, default=0.0,
+                        help="seconds between history flushes (default: a third of --seconds, at most 60)")
+    parser.add_argument("--history", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["daemon", "bare", "target"], help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
     parser.add_argument("--storm", action="store_true", help=argparse.SUPPRESS)
@@ -452,10 +500,11 @@ def main() -> None:
     try:
         bare = {loop: run_bare(args, target, loop) for loop in ("asyncio", "uvloop")}
         daemon = asyncio.run(run_daemon(args, target, storm=False))
+        without_history = asyncio.run(run_daemon(args, target, storm=False, history="off"))
         report(args, target, daemon, bare)
+        report_history(args, daemon, without_history)
         if not args.no_storm:
             storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})
-            (workdir / "state.db").unlink(missing_ok=True)
             stormy = asyncio.run(run_daemon(storm_args, target, storm=True))
             storm = stormy["storm"]
             first = storm["first_page_seconds"]
@@ -468,7 +517,7 @@ def main() -> None:
                   f" {storm['notifications_sent']} notifications sent, {storm['notifications_pending']} pending;"
                   f" {storm['cpu_seconds']:.1f} CPU s; peak RSS {stormy['peak_rss_mib']:.0f} MiB")
         if os.environ.get("BENCH_JSON"):
-            print(json.dumps({"daemon": daemon, "bare": bare}))
+            print(json.dumps({"daemon": daemon, "daemon_without_history": without_history, "bare": bare}))
     finally:
         target.stop()
         shutil.rmtree(workdir, ignore_errors=True)
