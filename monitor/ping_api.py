@@ -7,8 +7,10 @@ The body is the run's log: its last BODY_LIMIT bytes are kept, scrubbed of secre
 """
 
 import hmac
+import sqlite3
 from typing import Protocol
 
+import structlog
 from aiohttp import web
 
 from checks.heartbeat.config import HeartbeatConfig
@@ -16,6 +18,8 @@ from checks.heartbeat.pings import BODY_LIMIT, Ping, PingKind, PingLedger
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.scrub import scrub
+
+log = structlog.get_logger("monitor.ping_api")
 
 BODY_READ_LIMIT = 10 * 1024 * 1024
 """A body longer than this is refused (413): a log that size is a mistake, not a run's output."""
@@ -44,9 +48,13 @@ def add_ping_routes(app: web.Application, daemon: PingView) -> None:
         if body is None:
             return _error(413, f"the body exceeds {BODY_READ_LIMIT // (1024 * 1024)} MiB")
         rid = request.query.get("rid") or None
-        await daemon.heartbeats.record(
-            Ping(name, daemon.clock.now(), kind, exit_status, rid[:RID_LIMIT] if rid else None, scrub(body))
-        )
+        ping = Ping(name, daemon.clock.now(), kind, exit_status, rid[:RID_LIMIT] if rid else None, scrub(body))
+        try:
+            await daemon.heartbeats.record(ping)
+        except (sqlite3.Error, OSError) as exc:
+            # 503: `curl --retry` and `health-monitor ping` callers try again.
+            log.error("heartbeat.ping_not_recorded", check=name, error=f"{type(exc).__name__}: {exc}")
+            return _error(503, f"the state file cannot record the ping right now: {type(exc).__name__}: {exc}")
         return web.Response(text="OK\n")
 
     for path in ("/ping/{check}", "/ping/{check}/{action}"):

@@ -1,6 +1,7 @@
 """/ping/...: what it takes, what it refuses, and that a refused ping records nothing."""
 
 import io
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,3 +135,20 @@ async def test_a_body_beyond_the_read_limit_is_refused(server: tuple[TestServer,
     ):
         assert response.status == 413
     assert await pings(view, "open") == []
+
+
+async def test_a_ping_the_state_file_cannot_take_is_503_so_that_the_job_retries(
+    server: tuple[TestServer, View], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    test_server, view = server
+
+    async def full(_: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(view.heartbeats, "record", full)
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post("/ping/open") as response,
+    ):
+        assert response.status == 503
+        assert "disk is full" in (await response.json())["error"]
