@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.durations import format_duration
-from monitor.history.aggregate import DAY, MINUTE, Bucket, moment, series
+from monitor.history.aggregate import DAY, MINUTE, Bucket, Resolution, moment, series
 
 STRIP_DAYS = 90
-SPARK_MINUTES = 24 * 60
+SPARK_STEP = Resolution("quarter-hour", 900, MINUTE.kept)
 SPARK_POINTS = 96
-"""One point per 15 minutes."""
+"""24 hours, one point per 15 minutes."""
 SPARK_WIDTH, SPARK_HEIGHT = 192.0, 32.0
 
 
@@ -65,14 +65,10 @@ def day_strip(days: Mapping[int, Bucket], now: datetime, count: int = STRIP_DAYS
     ]
 
 
-def sparkline(minutes: Mapping[int, Bucket], now: datetime) -> Sparkline:
-    buckets = [bucket for _, bucket in series(dict(minutes), MINUTE, SPARK_MINUTES, now)]
-    step = len(buckets) // SPARK_POINTS
-    averages: list[float | None] = []
-    for index in range(SPARK_POINTS):
-        group = buckets[index * step : (index + 1) * step]
-        runs = sum(bucket.runs for bucket in group)
-        averages.append(sum(bucket.latency_sum for bucket in group) / runs if runs else None)
+def sparkline(quarters: Mapping[int, Bucket], now: datetime) -> Sparkline:
+    """From the runs of each quarter hour of the last 24 hours, by start."""
+    buckets = [bucket for _, bucket in series(dict(quarters), SPARK_STEP, SPARK_POINTS, now)]
+    averages = [bucket.latency_avg for bucket in buckets]
     known = [value for value in averages if value is not None]
     if not known:
         return Sparkline("", None, None)

@@ -107,16 +107,16 @@ def render_status_page(
     now: datetime,
     refresh_seconds: int = REFRESH_SECONDS,
     days: Mapping[str, Mapping[int, Bucket]] | None = None,
-    minutes: Mapping[str, Mapping[int, Bucket]] | None = None,
+    quarters: Mapping[str, Mapping[int, Bucket]] | None = None,
 ) -> str:
     """The whole page. Failing checks come first; resolved incidents of the last HISTORY_DAYS, newest first.
-    `days` and `minutes` are each check's day and minute buckets (for the strip and the sparkline)."""
+    `days` and `quarters` are each check's day and quarter-hour buckets (for the strip and the sparkline)."""
     rows = sorted(checks, key=_check_order)
     opened = sorted(open_incidents, key=lambda incident: (incident.severity.rank, incident.opened_at))
     since = now - timedelta(days=HISTORY_DAYS)
     recent = [incident for incident in resolved_incidents if _resolved_at(incident) >= since]
     resolved = sorted(recent, key=_resolved_at, reverse=True)[:RESOLVED_SHOWN]
-    days, minutes = days or {}, minutes or {}
+    days, quarters = days or {}, quarters or {}
     return (
         _environment()
         .get_template("status.html.j2")
@@ -126,7 +126,7 @@ def render_status_page(
             headline=_headline(rows),
             checks=rows,
             strips={row.name: day_strip(days.get(row.name, {}), now) for row in rows},
-            sparklines={row.name: sparkline(minutes.get(row.name, {}), now) for row in rows},
+            sparklines={row.name: sparkline(quarters.get(row.name, {}), now) for row in rows},
             windows=[window.name for window in WINDOWS],
             open_incidents=opened,
             resolved_incidents=resolved,

@@ -22,6 +22,7 @@ from monitor.history.aggregate import (
     WINDOWS,
     Accumulator,
     Bucket,
+    Resolution,
     Row,
     Uptime,
     series,
@@ -93,14 +94,15 @@ class History:
         rows = await asyncio.to_thread(self.store.buckets, check, resolution, since)
         return series(rows, resolution, count, now)
 
-    async def page_series(self, days: int, minutes: int) -> tuple[ByCheck, ByCheck]:
-        """Every check's day buckets (the bar strip) and minute buckets (the latency sparkline)."""
+    async def page_series(self, days: int, step: Resolution, steps: int) -> tuple[ByCheck, ByCheck]:
+        """Every check's day buckets (the bar strip), and its minute buckets of the last `steps`
+        buckets of `step` summed into those (the latency sparkline: the store sums them)."""
         now = self.clock.now().timestamp()
         day_since = DAY.floor(now) - (days - 1) * DAY.seconds
-        minute_since = MINUTE.floor(now) - (minutes - 1) * MINUTE.seconds
+        step_since = step.floor(now) - (steps - 1) * step.seconds
 
         def read() -> tuple[ByCheck, ByCheck]:
-            return self.store.buckets_of_all(DAY, day_since), self.store.buckets_of_all(MINUTE, minute_since)
+            return self.store.buckets_of_all(DAY, day_since), self.store.coarser(MINUTE, step.seconds, step_since)
 
         return await asyncio.to_thread(read)
 

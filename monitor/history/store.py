@@ -31,6 +31,10 @@ class HistoryStore(Protocol):
         """Every check's runs from `since` on, summed."""
         ...
 
+    def coarser(self, resolution: Resolution, step: int, since: int) -> dict[str, dict[int, Bucket]]:
+        """Every check's buckets from `since` on, summed into buckets of `step` seconds (by the store)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -117,6 +121,19 @@ class SqliteHistoryStore:
                 (since,),
             )
             return {self._names[check_id]: Uptime(*sums) for check_id, *sums in cursor}
+
+    def coarser(self, resolution: Resolution, step: int, since: int) -> dict[str, dict[int, Bucket]]:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT check_id, start - start % {int(step)} AS slot, SUM(runs), SUM(good), SUM(latency_sum),"
+                f" MAX(latency_max), SUM(held_runs), SUM(held_good) FROM history_{resolution.name}"
+                " WHERE start >= ? GROUP BY check_id, slot",
+                (since,),
+            )
+            found: dict[str, dict[int, Bucket]] = {}
+            for check_id, slot, *values in cursor:
+                found.setdefault(self._names[check_id], {})[slot] = Bucket(*values)
+            return found
 
     def close(self) -> None:
         with self._lock:

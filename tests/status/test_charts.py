@@ -2,10 +2,10 @@
 
 from datetime import UTC, datetime, timedelta
 
-from monitor.history.aggregate import DAY, MINUTE, Bucket, Uptime
+from monitor.history.aggregate import DAY, Bucket, Uptime
 from monitor.history.badge import status_badge, uptime_badge
 from monitor.model import Status
-from monitor.status_charts import SPARK_POINTS, day_strip, percent, sparkline
+from monitor.status_charts import SPARK_POINTS, SPARK_STEP, day_strip, percent, sparkline
 from monitor.status_page import CheckRow, render_status_page
 
 NOW = datetime(2026, 11, 26, 19, 30, tzinfo=UTC)
@@ -28,10 +28,10 @@ def test_each_day_is_one_bar_coloured_by_its_uptime() -> None:
 
 
 def test_the_sparkline_draws_15_minute_averages_with_gaps_where_nothing_ran() -> None:
-    last = MINUTE.floor(NOW.timestamp())
-    minutes = {last - 60 * n: bucket(6, 6, 0.05) for n in range(0, 600)}
-    minutes[last] = bucket(6, 6, 0.8)
-    line = sparkline(minutes, NOW)
+    last = SPARK_STEP.floor(NOW.timestamp())
+    quarters = {last - 900 * n: bucket(90, 90, 0.05) for n in range(0, 40)}
+    quarters[last] = bucket(90, 90, 0.8)
+    line = sparkline(quarters, NOW)
     assert line.peak == 0.8 and line.label.startswith("Latency over the last 24 hours: average ")
     assert line.path.startswith("M") and line.path.count("M") == 1, "one stretch: the last 10 hours"
     assert len(line.path.split(" ")) // 2 == 600 // 15, "one point per 15 minutes"
