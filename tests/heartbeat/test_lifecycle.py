@@ -9,7 +9,7 @@ import pytest
 from checks.base import CheckContext
 from checks.heartbeat import HeartbeatCheck, HeartbeatConfig
 from checks.heartbeat.judge import expected_by
-from checks.heartbeat.pings import Ping, PingKind, SqlitePingLedger
+from checks.heartbeat.pings import PINGS_KEPT, Ping, PingKind, SqlitePingLedger
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Status
 from tests.fakes import FakeClock
@@ -174,3 +174,13 @@ async def test_a_missed_slot_across_the_spring_change_is_judged_at_the_real_slot
 def test_config_mistakes_are_explained(keys: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):
         HeartbeatConfig.model_validate({"type": "heartbeat", **keys})
+
+
+async def test_the_ledger_keeps_the_last_pings_of_each_check_across_restarts(daily: Watched) -> None:
+    for n in range(PINGS_KEPT + 10):
+        await daily.clock.advance(60)
+        await daily.ping(body=f"run {n}")
+    daily.restart()
+    state = await daily.ledger.recent("backup")
+    assert state is not None and len(state.pings) == PINGS_KEPT
+    assert state.pings[0].body == "run 10" and state.pings[-1].body == f"run {PINGS_KEPT + 9}"
