@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -241,7 +242,7 @@ class CountingStore:
         return attribute
 
 
-def test_an_ok_run_and_a_further_failing_run_write_nothing_until_the_tick(tmp_path: Path) -> None:
+def test_an_ok_run_and_a_further_failing_run_that_changes_nothing_write_nothing(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path, http_check("api")))
     store = CountingStore(SqliteStore(config.monitor.state_path))
     log = Path(config.monitor.incident_log)
@@ -255,10 +256,13 @@ def test_an_ok_run_and_a_further_failing_run_write_nothing_until_the_tick(tmp_pa
     opened = len(store.writes)
     for _ in range(10):
         incidents.observe("api", [DOWN])
+    incidents.tick()
+    assert len(store.writes) == opened
+    incidents.observe("api", [replace(DOWN, summary="HTTP 502")])
     assert len(store.writes) == opened
     incidents.tick()
     assert store.writes[opened:] == ["save_incidents"]
-    assert store.open_incidents()[0].failing_runs == 12
+    assert (store.open_incidents()[0].summary, store.open_incidents()[0].failing_runs) == ("HTTP 502", 13)
 
 
 def test_uvloop_is_the_default_loop_and_asyncio_an_opt_out() -> None:
