@@ -7,7 +7,7 @@ was down through a slot judges it as soon as it runs again, from what the ledger
 """
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
@@ -119,4 +119,4 @@ def _age(last: Ping | None, now: datetime) -> dict[str, float]:
 
 
 def _utc(moment: datetime) -> str:
-    return f"{moment.astimezone(ZoneInfo('UTC')):%Y-%m-%d %H:%M}Z"
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}Z"
