@@ -1,6 +1,7 @@
 """The plugin API for sinks, after Gatus's alerting providers: a sink is built from its
 validated config and `send()` delivers one notification or raises. Retries, routing and
-rate limits live in the core, not in each sink."""
+rate limits live in the core, not in each sink. A sink imports what it needs from the
+engine from here (re-exported from `monitor.plugin`)."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -12,12 +13,24 @@ from typing import ClassVar, Generic, TypeVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
-from monitor.clock import Clock
-from monitor.durations import Duration
-from monitor.model import Incident, Severity
-from monitor.scrub import scrub
+from monitor.plugin import (
+    Clock,
+    Duration,
+    Incident,
+    SecretEnv,
+    Severity,
+    TimelineEvent,
+    format_duration,
+    register_header,
+    register_secret,
+    scrub,
+)
 
-__all__ = ["DeliveryError", "Notification", "NotificationKind", "Sink", "SinkConfig", "SinkContext"]
+__all__ = [
+    "Clock", "DeliveryError", "Duration", "Incident", "Notification", "NotificationKind", "SecretEnv", "Severity",
+    "Sink", "SinkConfig", "SinkContext", "TimelineEvent", "format_duration", "register_header", "register_secret",
+    "scrub",
+]
 
 
 class NotificationKind(StrEnum):

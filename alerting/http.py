@@ -10,8 +10,7 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from alerting.base import DeliveryError
-from monitor.durations import format_duration
+from alerting.base import DeliveryError, format_duration
 
 _RETRYABLE_CLIENT_ERRORS = frozenset({408, 429})
 _REASON_CHARS = 200

@@ -1,6 +1,7 @@
 """The plugin API for checks, after Datadog's AgentCheck: a check is built from its
 validated config, `run()` probes once and returns findings, and the core owns the
-safety wrapper (timeout, exceptions, concurrency)."""
+safety wrapper (timeout, exceptions, concurrency). A check imports what it needs from
+the engine from here (re-exported from `monitor.plugin`)."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -9,15 +10,30 @@ from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from monitor.clock import Clock
-from monitor.durations import Duration, format_duration
-from monitor.model import Finding, Severity, Status
+from monitor.plugin import (
+    Clock,
+    Duration,
+    Finding,
+    PluginGauge,
+    PluginMetrics,
+    SecretEnv,
+    Severity,
+    Status,
+    format_duration,
+    parse_duration,
+    register_header,
+    register_secret,
+    scrub,
+)
 
 if TYPE_CHECKING:
     from checks.heartbeat.pings import PingLedger
-    from monitor.metrics import MonitorMetrics
 
-__all__ = ["Check", "CheckConfig", "CheckContext", "Finding", "Severity", "Status"]
+__all__ = [
+    "Check", "CheckConfig", "CheckContext", "Clock", "Duration", "Finding", "PluginGauge", "PluginMetrics",
+    "SecretEnv", "Severity", "Status", "format_duration", "parse_duration", "register_header", "register_secret",
+    "scrub",
+]
 
 
 class CheckConfig(BaseModel):
@@ -53,7 +69,7 @@ class CheckContext:
 
     http: aiohttp.ClientSession
     clock: Clock
-    metrics: "MonitorMetrics"
+    metrics: PluginMetrics
     heartbeats: "PingLedger | None" = None
     """Where heartbeat checks read the pings the server received; None outside the daemon and `once`."""
 
@@ -68,6 +84,9 @@ class Check(ABC, Generic[ConfigT]):
     Config: ClassVar[type[CheckConfig]]
     timeout_code: ClassVar[str] = "down"
     """The finding code used when a run exceeds its timeout."""
+    gauges: ClassVar[tuple[PluginGauge, ...]] = ()
+    """The type's own gauges, set with `context.metrics.set_gauge`: declared when a check of
+    the type is created, so that `/metrics` describes them from the start."""
 
     def __init__(self, name: str, config: ConfigT, context: CheckContext) -> None:
         self.name = name

@@ -5,7 +5,18 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from checks.base import Check, CheckConfig, Finding, Severity, Status
+from checks.base import (
+    Check,
+    CheckConfig,
+    Duration,
+    Finding,
+    SecretEnv,
+    Severity,
+    Status,
+    format_duration,
+    register_header,
+    scrub,
+)
 from checks.latency import LatencyBaseline
 from checks.probe import (
     MAX_BODY_BYTES,
@@ -16,9 +27,6 @@ from checks.probe import (
     read_capped,
     require_http_url,
 )
-from monitor.durations import Duration, format_duration
-from monitor.scrub import register_header, scrub
-from monitor.secrets import SecretEnv
 
 JsonScalar = str | int | float | bool | None
 

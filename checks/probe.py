@@ -5,7 +5,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from monitor.scrub import scrub
+from checks.base import scrub
 
 MAX_BODY_BYTES = 1024 * 1024
 _EVIDENCE_BODY_CHARS = 500

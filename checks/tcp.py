@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from checks.base import Check, CheckConfig, Finding, Severity, Status
-from monitor.durations import format_duration
+from checks.base import Check, CheckConfig, Finding, Severity, Status, format_duration
 
 
 class TcpCheckConfig(CheckConfig):

@@ -16,8 +16,11 @@ from cryptography import x509
 from cryptography.x509.oid import ExtensionOID
 from pydantic import Field, field_validator, model_validator
 
-from checks.base import Check, CheckConfig, Finding, Severity, Status
-from monitor.durations import format_duration
+from checks.base import Check, CheckConfig, Finding, PluginGauge, Severity, Status, format_duration
+
+CERT_EXPIRY = PluginGauge(
+    "health_monitor_tls_cert_expiry_seconds", "Seconds until the certificate expires (negative once expired)."
+)
 
 _DAY = 86400.0
 _DATE_ERRORS = {9, 10}
@@ -63,6 +66,7 @@ class TlsCheck(Check[TlsCheckConfig]):
     type_name = "tls"
     Config = TlsCheckConfig
     timeout_code = "unreachable"
+    gauges = (CERT_EXPIRY,)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -122,7 +126,7 @@ class TlsCheck(Check[TlsCheckConfig]):
         now = self.context.clock.now()
         expires = certificate.not_valid_after_utc
         remaining = (expires - now).total_seconds()
-        self.context.metrics.tls_cert_expiry.labels(check=self.name).set(remaining)
+        self.context.metrics.set_gauge(self.name, CERT_EXPIRY, remaining)
         values = {"expiry_seconds": remaining}
         when = f"{expires:%Y-%m-%d %H:%M}Z"
         if remaining <= 0:

@@ -190,6 +190,12 @@ def _parser() -> Parser:
     for sub in (add, listing, remove):
         sub.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS, help="config file")
 
+    command(
+        "migrate", "migrate", "Bring the state store's schema to this release's version (every start does it too).",
+        "exit statuses: 0 done (also when it was up to date), 1 failed (unreadable, corrupt, or written by a\n"
+        "newer release: the file is left as it was), 2 invalid config.",
+    )
+
     schema_help = "Print the JSON Schema of monitor.toml (for editor completion: Taplo, Even Better TOML)."
     schema = commands.add_parser("schema", help=schema_help, description=schema_help)
     parser.commands["schema"] = schema

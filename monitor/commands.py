@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from alerting.base import SinkContext
-from alerting.dispatcher import Dispatcher
 from checks.base import CheckContext
 from checks.heartbeat.config import HeartbeatConfig
 from checks.heartbeat.pings import SqlitePingLedger
@@ -26,15 +25,15 @@ from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentManager, classify
+from monitor.incidents import classify
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
-from monitor.notifier import Notifier
-from monitor.postmortem import render_postmortem, write_draft
+from monitor.pipeline import Pipeline
+from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
 from monitor.schema import config_json_schema
 from monitor.store import SqliteStore, StoreError
+from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
 log = structlog.get_logger("monitor.cli")
@@ -146,24 +145,21 @@ async def _notify_once(config: Config, results: list[RunResult]) -> None:
         },
     )
     clock = SystemClock()
-    with SqliteStore(config.monitor.state_path) as store:
+    metrics = MonitorMetrics()
+    path = config.monitor.state_path
+    store = GuardedStore(SqliteStore(path), metrics, clock, path=path)
+    try:
         async with http_session(config.monitor.concurrency) as http:
             context = SinkContext(http, clock)
             sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
-            metrics = MonitorMetrics()
-            dispatcher = Dispatcher(sinks, store, metrics, clock)
-            dispatcher.resume()
-            incidents = IncidentManager(store, IncidentLog(config.monitor.incident_log), clock, one_shot)
-            notifier = Notifier(
-                one_shot, dispatcher, metrics, clock,
-                lambda event: write_draft(event.incident, store, config.monitor.name, clock.now()),
-            )
-            notifier.publish(incidents.unannounced_pages())
+            pipeline = Pipeline(one_shot, store, sinks, metrics, clock, http)
+            pipeline.announce_unannounced()
             for result in results:
-                notifier.publish(incidents.observe(result.check, result.findings))
-            notifier.publish(incidents.tick())
-            notifier.flush(now=True)
-            await dispatcher.drain(config.monitor.shutdown_grace)
+                await pipeline.on_result(result)
+            pipeline.tick(flush_now=True)
+            await pipeline.close(config.monitor.shutdown_grace)
+    finally:
+        store.close()
 
 
 def _once_json(config: Config, results: list[RunResult], worst: Status) -> dict[str, Any]:
@@ -407,6 +403,25 @@ def silence_remove(args: argparse.Namespace) -> int:
     if not removed:
         raise CommandError(f"no active silence {args.id}")
     print(f"silence #{args.id} removed; notifications resume for what is still failing")
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    path = Path(_operator_config(args).monitor.state_path)
+    existed = path.is_file()
+    try:
+        store = SqliteStore(path)
+    except StoreError as exc:
+        raise CommandError(str(exc)) from None
+    with store:
+        version = store.schema_version
+        if not existed:
+            print(f"created the state store {path} at schema version {version}")
+        elif not store.migrated:
+            print(f"state store {path} is up to date (schema version {version})")
+        else:
+            applied = "; ".join(f"{migration.version}: {migration.description}" for migration in store.migrated)
+            print(f"state store {path} migrated to schema version {version} (applied {applied})")
     return 0
 
 

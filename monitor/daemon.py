@@ -3,6 +3,7 @@
 import asyncio
 import gc
 import signal
+from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
@@ -12,26 +13,21 @@ from aiohttp import web
 from pydantic import BaseModel, SecretStr
 
 from alerting.base import Sink, SinkContext
-from alerting.dispatcher import Dispatcher
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
 from checks.heartbeat.pings import SqlitePingLedger
 from monitor import __version__, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
-from monitor.connectivity import ConnectivityProbe
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
 from monitor.history.api import add_history_routes
 from monitor.history.service import History
 from monitor.history.store import SqliteHistoryStore
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
-from monitor.model import Incident, Severity, Status
-from monitor.notifier import Notifier
+from monitor.model import Incident, Status
 from monitor.ping_api import add_ping_routes
-from monitor.postmortem import write_draft
+from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
 from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
 from monitor.scrub import register_secret
@@ -48,8 +44,6 @@ log = structlog.get_logger("monitor.daemon")
 TICK_SECONDS = 1.0
 MAINTENANCE_SECONDS = 60.0
 """How often finished outbox rows and resolved incidents past `[monitor] retention` are pruned."""
-CONNECTIVITY_CODE = "connectivity"
-STATE_STORE_CODE = "state_store"
 
 
 def register_secrets(config: Config) -> None:
@@ -87,13 +81,14 @@ class Daemon:
         self.overrides = overrides or {}
         self.metrics = MonitorMetrics(config.server.duration_metric, config.server.duration_buckets)
         self.ready = False
+        self._has_started = False
         self._stop = asyncio.Event()
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self._maintainer: asyncio.Task[None] | None = None
+        self._history_flusher: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
-        self._history_flusher: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refreshed_at: dict[str, float] = {}
         self.last_runs: dict[str, LastRun] = {}
@@ -131,39 +126,45 @@ class Daemon:
                 return
 
     async def run(self, handle_signals: bool = True) -> None:
+        """Start, serve until asked to stop, stop. Each part is closed by the exit stack in
+        the reverse order of its opening, so a start-up that fails half-way closes what it
+        had opened and nothing else."""
         if handle_signals:
             self._install_signal_handlers()
         use_templates_dir(self.config.settings.alerting.templates_dir)
-        path = self.config.monitor.state_path
-        self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
-        self.http = http_session(self.config.monitor.concurrency)
-        self.heartbeats = SqlitePingLedger(path)
-        self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
-        self.incidents = IncidentManager(
-            self.store, IncidentLog(self.config.monitor.incident_log), self.clock, self.config
-        )
-        self._refresh_incident_gauges()
-        self.dispatcher = Dispatcher(
-            self._build_sinks(self.config), self.store, self.metrics, self.clock,
-            group_at=self.config.settings.alerting.storm_threshold,
-        )
-        self.dispatcher.resume()
-        self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._write_postmortem)
-        self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
-        self._publish(self.incidents.unannounced_pages())
-        self.connectivity = self._connectivity_probe(self.config)
-        self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
-        app = build_app(self)
-        add_context_routes(app, self)
-        add_ping_routes(app, self)
-        add_history_routes(app, self)
-        add_status_routes(app, self)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, self.config.server.host, self.config.server.port)
-            await site.start()
+        async with AsyncExitStack() as stack:
+            stack.callback(self._stopped)
+            path = self.config.monitor.state_path
+            self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
+            stack.callback(self.store.close)
+            self.http = http_session(self.config.monitor.concurrency)
+            stack.push_async_callback(self.http.close)
+            self.heartbeats = SqlitePingLedger(path)
+            stack.callback(self.heartbeats.close)
+            self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
+            stack.callback(self.history.store.close)
+            stack.push_async_callback(self._flush_history)
+            sinks = self._build_sinks(self.config)
+            self.pipeline = Pipeline(self.config, self.store, sinks, self.metrics, self.clock, self.http)
+            stack.push_async_callback(self._close_pipeline)
+            self.incidents = self.pipeline.incidents
+            self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
+            self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
+            stack.push_async_callback(self.context.close)
+            self.pipeline.route = self.context.publish
+            self.pipeline.announce_unannounced()
+            self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
+            app = build_app(self)
+            add_context_routes(app, self)
+            add_ping_routes(app, self)
+            add_history_routes(app, self)
+            add_status_routes(app, self)
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            await web.TCPSite(runner, self.config.server.host, self.config.server.port).start()
             self.scheduler.start()
+            stack.push_async_callback(self._stop_checks)
             for name in self.config.checks:
                 await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
@@ -172,25 +173,37 @@ class Daemon:
             self._history_flusher = asyncio.create_task(
                 self.history.flush_forever(lambda: self.config.checks), name="history:flush"
             )
+            stack.push_async_callback(self._cancel_tasks)
             # What start-up and the first runs build (config models, checks, tasks, connections,
             # per-check state) lives as long as the process: kept out of the collector's sight,
             # each full collection scans less (at 10,000 checks it stalled the loop 100-200 ms).
             gc.freeze()
             asyncio.get_running_loop().call_later(self._first_runs_seconds(), gc.freeze)
-            self.ready = True
-            log.info(
-                "daemon.started",
-                version=__version__,
-                listen=self.config.server.listen,
-                checks=len(self.config.checks),
-                sinks=len(self.config.sinks),
-                open_incidents=len(self.incidents.open_incidents),
-            )
-            systemd.ready(status=self._systemd_status())
+            self._started()
+            stack.callback(self._stopping)
             self._start_watchdog()
             await self._stop.wait()
-        finally:
-            await self._shutdown(runner)
+
+    def _started(self) -> None:
+        self.ready = self._has_started = True
+        log.info(
+            "daemon.started",
+            version=__version__,
+            listen=self.config.server.listen,
+            checks=len(self.config.checks),
+            sinks=len(self.config.sinks),
+            open_incidents=len(self.incidents.open_incidents),
+        )
+        systemd.ready(status=self._systemd_status())
+
+    def _stopping(self) -> None:
+        systemd.stopping(status="stopping")
+        self.ready = False
+        log.info("daemon.stopping")
+
+    def _stopped(self) -> None:
+        if self._has_started:  # a failed start is reported once, by the caller
+            log.info("daemon.stopped")
 
     async def reload(self) -> None:
         """SIGHUP: systemd hears RELOADING=1 first and READY=1 once done, even when the new config is rejected."""
@@ -234,11 +247,8 @@ class Daemon:
         for check in built:
             await self._start_check(check, new)
         self.dispatcher.replace_sinks(sinks)
-        self.dispatcher.group_at(new.settings.alerting.storm_threshold)
-        self.notifier.config = new
         self.context.update_config(new)
-        self.connectivity = self._connectivity_probe(new)
-        self._publish(self.incidents.update_config(new))
+        self.pipeline.update_config(new)
         for key in ("listen", "duration_metric", "duration_buckets"):
             if getattr(new.server, key) != getattr(old.server, key):
                 log.warning("config.reload_needs_restart", key=f"server.{key}", running=getattr(old.server, key))
@@ -273,7 +283,7 @@ class Daemon:
 
     def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
         incident, events = self.incidents.acknowledge(incident_id, by, note)
-        self._publish(events)
+        self.pipeline.publish(events)
         return incident
 
     @property
@@ -284,64 +294,18 @@ class Daemon:
     async def _on_result(self, result: RunResult) -> None:
         finished = self.clock.now()
         self.last_runs[result.check] = LastRun(result, finished)
-        now = finished.timestamp()
-        if result.status is not Status.OK and not await self._network_reachable():
-            self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
-            return
-        self.metrics.record_run(result.check, result.status, result.duration, now)
-        self.history.record(result.check, finished, result.status <= Status.WARNING, result.duration)
-        self._publish(self.incidents.observe(result.check, result.findings))
-        self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
-
-    async def _network_reachable(self) -> bool:
-        """Asked before a failure counts: while the monitor itself is cut off, nothing is concluded."""
-        if self.connectivity is None:
-            return True
-        reachable = await self.connectivity.reachable()
-        self.metrics.monitor_online.set(int(reachable))
-        if reachable:
-            self._publish(self.incidents.clear_monitor_incident(CONNECTIVITY_CODE, "the monitor reaches the network"))
-        else:
-            summary = (
-                f"monitor cannot reach the network ({self.connectivity.display} does not answer): "
-                "findings are recorded as unknown and no incident opens until it is back"
-            )
-            self._publish(self.incidents.raise_monitor_incident(CONNECTIVITY_CODE, summary, Severity.P2))
-        return reachable
-
-    def _connectivity_probe(self, config: Config) -> ConnectivityProbe | None:
-        target = config.monitor.connectivity_check
-        return ConnectivityProbe(target, self.http, self.clock) if target else None
+        if await self.pipeline.on_result(result):
+            self.history.record(result.check, finished, result.status <= Status.WARNING, result.duration)
 
     async def _tick_forever(self) -> None:
         while True:
             try:
-                self._watch_store()
                 self.context.apply_recorded_actions()
-                self._publish(self.incidents.tick())
-                self.notifier.flush()
+                self.pipeline.tick()
                 self._refresh_due_sinks()
             except Exception:
                 log.exception("incidents.tick_failed")
             await self.clock.sleep_until(self.clock.monotonic() + TICK_SECONDS)
-
-    def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
-        """What history sets apart from uptime, read once per flush."""
-        return self.store.silences(self.clock.now()), self.config.settings.maintenance
-
-    def _watch_store(self) -> None:
-        """Write what waits; while the store cannot be written, one incident about the monitor
-        itself says so (delivered from memory to every sink)."""
-        self.store.retry()
-        problem = self.store.problem
-        if problem is None:
-            self._publish(self.incidents.clear_monitor_incident(STATE_STORE_CODE, "the state store takes writes again"))
-            return
-        summary = (
-            f"the state store {self.store.path} cannot be written ({problem}): notifications are "
-            "delivered from memory and written once it can be; a restart meanwhile may lose them"
-        )
-        self._publish(self.incidents.raise_monitor_incident(STATE_STORE_CODE, summary, Severity.P2))
 
     async def _maintain_forever(self) -> None:
         while True:
@@ -378,18 +342,6 @@ class Daemon:
         except Exception as exc:  # noqa: BLE001 - the next refresh tries again
             log.warning("sink.refresh_failed", sink=sink.name, error=str(exc))
 
-    def _publish(self, events: list[IncidentEvent]) -> None:
-        if events:
-            self.context.publish(events)
-            self._refresh_incident_gauges()
-
-    def _write_postmortem(self, event: IncidentEvent) -> None:
-        write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
-
-    def _refresh_incident_gauges(self) -> None:
-        for severity, count in self.incidents.open_counts().items():
-            self.metrics.incidents_open.labels(severity=severity.value).set(count)
-
     def _first_runs_seconds(self) -> float:
         """By then every check has started (spread over up to 10 s) and run at least twice."""
         longest = max((check.interval or 0.0 for check in self.config.checks.values()), default=0.0)
@@ -411,26 +363,25 @@ class Daemon:
         checks, sinks = counted(len(config.checks), "check"), counted(len(config.sinks), "sink")
         return f"{checks}, {sinks}, listening on {config.server.listen}"
 
-    async def _shutdown(self, runner: web.AppRunner) -> None:
-        systemd.stopping(status="stopping")
-        for task in (self._watchdog, self._ticker, self._maintainer, self._history_flusher, *self._refreshing.values()):
-            if task is not None:
-                task.cancel()
-        started, self.ready = self.ready, False
-        if started:  # a failed start is reported once, by the caller
-            log.info("daemon.stopping")
+    async def _cancel_tasks(self) -> None:
+        """Cancel the daemon's own tasks and wait until each has ended."""
+        tasks = [self._watchdog, self._ticker, self._maintainer, self._history_flusher, *self._refreshing.values()]
+        running = [task for task in tasks if task is not None and not task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
+        """What history sets apart from uptime, read once per flush."""
+        return self.store.silences(self.clock.now()), self.config.settings.maintenance
+
+    async def _flush_history(self) -> None:
+        """The runs since the last flush, written before the state file closes."""
+        await self.history.flush(self.config.checks)
+
+    async def _stop_checks(self) -> None:
         for check in await self.scheduler.stop():
             await check.aclose()
-        await self.context.close()
-        self.incidents.flush()
-        await self.dispatcher.drain(self.config.monitor.shutdown_grace)
-        for sink in self.dispatcher.sinks.values():
-            await sink.aclose()
-        await runner.cleanup()
-        await self.http.close()
-        await self.history.flush(self.config.checks)
-        self.history.store.close()
-        self.store.close()
-        self.heartbeats.close()
-        if started:
-            log.info("daemon.stopped")
+
+    async def _close_pipeline(self) -> None:
+        await self.pipeline.close(self.config.monitor.shutdown_grace)

@@ -4,6 +4,7 @@ scraper asks for it, gzip when it accepts it), from a snapshot, in pieces of a m
 between which the event loop runs its checks."""
 
 import asyncio
+import contextlib
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from prometheus_client.exposition import choose_encoder, gzip_accepted
 from monitor import __version__, check_series
 from monitor.check_series import DEFAULT_DURATION_BUCKETS, CheckRow, CheckSeries, DurationMetric
 from monitor.model import Severity, Status
+from monitor.plugin import PluginGauge
 
 # `_created` series double the exposition and no dashboard of ours reads them.
 disable_created_metrics()
@@ -96,27 +98,6 @@ class MonitorMetrics:
             buckets=_LATENESS_BUCKETS,
             registry=r,
         )
-        self.pg_connections = Gauge(
-            "health_monitor_pg_connections", "Client backends by state.", ["check", "state"], registry=r
-        )
-        self.pg_max_connections = Gauge(
-            "health_monitor_pg_max_connections", "The server's max_connections.", ["check"], registry=r
-        )
-        self.pg_long_queries = Gauge(
-            "health_monitor_pg_long_queries", "Active queries running longer than long_query.", ["check"], registry=r
-        )
-        self.pg_table_size = Gauge(
-            "health_monitor_pg_table_size_bytes",
-            "Total size of the largest tables (bounded to top_tables).",
-            ["check", "table"],
-            registry=r,
-        )
-        self.tls_cert_expiry = Gauge(
-            "health_monitor_tls_cert_expiry_seconds",
-            "Seconds until the certificate expires (negative once expired).",
-            ["check"],
-            registry=r,
-        )
         self.build_info = Gauge(
             "health_monitor_build_info", "Always 1; the version as a label.", ["version"], registry=r
         )
@@ -126,6 +107,9 @@ class MonitorMetrics:
             self.incidents_opened.labels(severity=severity.value)
             self.response_breaches.labels(severity=severity.value)
         self.monitor_online.set(1)
+        self._plugin_gauges: dict[str, tuple[PluginGauge, Gauge]] = {}
+        self._plugin_series: dict[str, set[tuple[str, tuple[str, ...]]]] = {}
+        """Each plugin instance's series (gauge name, label values), removed with it."""
         self.registry = CollectorRegistry()
         self.registry.register(self.shared)
         self.registry.register(self.checks)
@@ -134,8 +118,40 @@ class MonitorMetrics:
         self.checks.record(check, status, duration, finished_at)
 
     def forget_check(self, check: str) -> None:
-        """Drop a check's series after a reload removed it, so a gone check is not reported as up."""
+        """Drop a check's series after a reload removed it, so a gone check is not reported as up;
+        its plugin's own series go with them."""
         self.checks.forget(check)
+        for name, values in self._plugin_series.pop(check, set()):
+            with contextlib.suppress(KeyError):
+                self._plugin_gauges[name][1].remove(*values)
+
+    # Per-plugin gauges (monitor.plugin.PluginMetrics)
+
+    def declare(self, *gauges: PluginGauge) -> None:
+        for gauge in gauges:
+            self._declared(gauge)
+
+    def set_gauge(self, owner: str, gauge: PluginGauge, value: float, **labels: str) -> None:
+        values = (owner, *(labels[label] for label in gauge.labels))
+        self._declared(gauge).labels(*values).set(value)
+        self._plugin_series.setdefault(owner, set()).add((gauge.name, values))
+
+    def remove_gauge(self, owner: str, gauge: PluginGauge, **labels: str) -> None:
+        values = (owner, *(labels[label] for label in gauge.labels))
+        self._plugin_series.get(owner, set()).discard((gauge.name, values))
+        with contextlib.suppress(KeyError):
+            self._declared(gauge).remove(*values)
+
+    def _declared(self, gauge: PluginGauge) -> Gauge:
+        """The gauge in the shared registry, created when a plugin first sets it; two plugin
+        types declaring one name differently is a programming error."""
+        known = self._plugin_gauges.get(gauge.name)
+        if known is None:
+            created = Gauge(gauge.name, gauge.documentation, ["check", *gauge.labels], registry=self.shared)
+            known = self._plugin_gauges[gauge.name] = (gauge, created)
+        if known[0] != gauge:
+            raise ValueError(f"metric {gauge.name} declared twice, differently: {known[0]} and {gauge}")
+        return known[1]
 
     def scrape(self, accept: str, accept_encoding: str) -> "Scrape":
         """One scrape: a snapshot of the rows (microseconds) and the negotiated format and encoding."""

@@ -63,6 +63,7 @@ def load(group: str, name: str) -> Any:
 
 def create_check(name: str, config: CheckConfig, context: CheckContext) -> Check:
     check: Check = load(CHECK_GROUP, config.type)(name, config, context)
+    context.metrics.declare(*check.gauges)
     return check
 
 

@@ -1,5 +1,6 @@
 """The state store: incidents and the notification outbox, so that both survive a restart.
-SQLite by default; anything with the `StateStore` shape can replace it."""
+SQLite by default; anything with the `StateStore` shape can replace it. Opening the file
+brings its schema to the current version (`monitor.migrations`)."""
 
 import asyncio
 import os
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal, Protocol
 
+from monitor.migrations import SchemaTooNew, apply_migrations, schema_version
 from monitor.model import Incident
 
 DeliveryState = Literal["pending", "sent", "dead", "shed"]
@@ -53,49 +55,6 @@ class Delivery:
     finished_at: datetime | None
     last_error: str | None
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,
-    opened_at TEXT NOT NULL,
-    document TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS incidents_state ON incidents (state);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    notification_id TEXT NOT NULL,
-    sink TEXT NOT NULL,
-    incident_id INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    document TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    finished_at TEXT,
-    last_error TEXT,
-    UNIQUE (notification_id, sink)
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, seq);
-CREATE INDEX IF NOT EXISTS outbox_incident ON outbox (incident_id);
-CREATE TABLE IF NOT EXISTS acknowledgements (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    by TEXT NOT NULL,
-    note TEXT NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS silences (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    check_name TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    ends_at TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    removed INTEGER NOT NULL DEFAULT 0
-);
-"""
-
 _DELIVERY_COLUMNS = (
     "notification_id, sink, incident_id, kind, document, state, attempts, created_at, finished_at, last_error"
 )
@@ -134,7 +93,9 @@ def _open_error(path: Path, exc: sqlite3.DatabaseError) -> str:
 
 class StateStore(Protocol):
     def create_incident(self, incident: Incident) -> Incident:
-        """Persist a new incident and return it with its id."""
+        """Persist a new incident and return its key's open incident: this one with its id,
+        or the one already open under that key (another writer opened it first; at most one
+        incident per key is open, a unique index sees to it), which the caller adopts."""
         ...
 
     def save_incident(self, incident: Incident) -> None: ...
@@ -222,34 +183,55 @@ class SqliteStore:
             raise StoreError(f"cannot create the state store's directory {self.path.parent}: {exc.strerror}") from None
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
             # Durable across a crash of the process; a power loss may cost the last commits.
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
             damage = _damage(self._db)
+            if damage is None:
+                self.migrated = apply_migrations(self._db)
+                """The migrations this open applied (none when the file was up to date)."""
+                # After the migrations: a file refused for its version is left as it was.
+                self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.DatabaseError as exc:
             raise StoreError(_open_error(self.path, exc)) from None
+        except SchemaTooNew as exc:
+            self._db.close()
+            raise StoreError(f"cannot use the state store {self.path}: {exc}") from None
         if damage is not None:
             self._db.close()
             raise StoreError(_corrupt(self.path, damage))
 
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self._db)
+
     def create_incident(self, incident: Incident) -> Incident:
         # An incident that already has an id was opened while the store could not write,
-        # and is written now under the id it was given then.
-        self._db.execute("BEGIN")
+        # and is written now under the id it was given then (unless that write got through).
+        self._db.execute("BEGIN IMMEDIATE")
         try:
             cursor = self._db.execute(
-                "INSERT INTO incidents (id, key, state, opened_at, document) VALUES (?, ?, ?, ?, '')",
+                "INSERT OR IGNORE INTO incidents (id, key, state, opened_at, document) VALUES (?, ?, ?, ?, '')",
                 (incident.id or None, incident.key, incident.state, incident.opened_at.isoformat()),
             )
-            stored = incident if incident.id else incident.model_copy(update={"id": cursor.lastrowid})
-            self.save_incident(stored)
+            if cursor.rowcount == 1:
+                stored = incident if incident.id else incident.model_copy(update={"id": cursor.lastrowid})
+                self.save_incident(stored)
+            else:
+                stored = self._already_written(incident)
             self._db.execute("COMMIT")
         except BaseException:
             if self._db.in_transaction:
                 self._db.rollback()
             raise
         return stored
+
+    def _already_written(self, incident: Incident) -> Incident:
+        """The incident that kept `incident` from being inserted: its key's open incident
+        (another writer opened it first), else the row written under its id."""
+        row = self._db.execute(
+            "SELECT document FROM incidents WHERE key = ? AND state = 'open'", (incident.key,)
+        ).fetchone() or self._db.execute("SELECT document FROM incidents WHERE id = ?", (incident.id,)).fetchone()
+        return Incident.model_validate_json(row[0])
 
     def save_incident(self, incident: Incident) -> None:
         self._db.execute(

@@ -1,20 +1,18 @@
-"""The incident pipeline on a fake clock: a config from TOML, the real IncidentManager,
-Notifier and Dispatcher, and sinks that record what reached them and when."""
+"""The incident pipeline on a fake clock: a config from TOML, the daemon's own `Pipeline`
+(IncidentManager, Notifier, Dispatcher), and sinks that record what reached them and when."""
 
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from alerting.base import Notification, NotificationKind, Sink, SinkConfig, SinkContext
-from alerting.dispatcher import Dispatcher
 from monitor.config import Config, load_config
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentEvent, IncidentManager
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Severity, Status
-from monitor.notifier import Notifier
-from monitor.postmortem import write_draft
+from monitor.pipeline import Pipeline
+from monitor.runner import RunResult
 from monitor.store import SqliteStore
+from monitor.store_guard import GuardedStore
 from tests.fakes import START, FakeClock, settle
 
 DOWN = Finding("down", Status.CRITICAL, "GET http://127.0.0.1/health failed: HTTP 503", Severity.P1, ("body: oops",))
@@ -110,34 +108,31 @@ class Harness:
 
     def start(self) -> None:
         self.store = SqliteStore(self.config.monitor.state_path)
-        log = IncidentLog(self.config.monitor.incident_log)
-        self.manager = IncidentManager(self.store, log, self.clock, self.config)
-        self.dispatcher = Dispatcher(self.sinks, self.store, self.metrics, self.clock)  # type: ignore[arg-type]
-        self.dispatcher.resume()
-        self.notifier = Notifier(self.config, self.dispatcher, self.metrics, self.clock, self._postmortem)
+        guarded = GuardedStore(self.store, self.metrics, self.clock, path=self.config.monitor.state_path)
+        sinks: dict[str, Sink] = dict(self.sinks)
+        self.pipeline = Pipeline(self.config, guarded, sinks, self.metrics, self.clock, None)
+        self.manager = self.pipeline.incidents
+        self.dispatcher = self.pipeline.dispatcher
+        self.notifier = self.pipeline.notifier
 
     async def restart(self) -> None:
         await self.close()
         self.start()
 
     async def close(self) -> None:
-        await self.dispatcher.drain(timeout=1)
-        self.store.close()
-
-    def _postmortem(self, event: IncidentEvent) -> None:
-        write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
+        await self.pipeline.close(grace=1)
+        self.pipeline.store.close()
 
     async def observe(self, check: str, *runs: list[Finding]) -> None:
         for findings in runs:
-            self.notifier.publish(self.manager.observe(check, findings))
+            await self.pipeline.on_result(RunResult(check, findings, 0.0))
             await settle()
 
     async def minutes(self, minutes: float, every: float = 1.0) -> None:
         """Let time pass, ticking as the daemon does every second."""
         for _ in range(round(minutes * 60 / every)):
             await self.clock.advance(every)
-            self.notifier.publish(self.manager.tick())
-            self.notifier.flush()
+            self.pipeline.tick()
         await settle()
 
     def kinds(self, sink: str) -> list[tuple[float, NotificationKind]]:

@@ -11,6 +11,7 @@ from monitor.cli import main
 from monitor.model import Incident, Severity
 from monitor.store import SqliteStore
 from tests.fakes import START
+from tests.net import closed_port
 
 
 def app() -> web.Application:
@@ -173,3 +174,24 @@ async def test_once_notify_opens_and_resolves_incidents_for_cron_use(tmp_path, s
     assert alerts.read_text().count("INCIDENT RESOLVED") == 1
     assert await run_cli("once", "--config", str(path)) == 0
     assert alerts.read_text().count("INCIDENT") == 2
+
+
+async def test_once_notify_concludes_nothing_while_the_monitor_is_cut_off(tmp_path, serve) -> None:
+    async def down(_: web.Request) -> web.Response:
+        return web.json_response({"status": "down"}, status=503)
+
+    application = web.Application()
+    application.router.add_get("/health", down)
+    server = await serve(application)
+    alerts = tmp_path / "alerts.log"
+    path = config(
+        tmp_path,
+        http_check("api", f"http://127.0.0.1:{server.port}/health")
+        + f'\n[sinks.file]\ntype = "file"\npath = "{alerts}"\n',
+    )
+    cut_off = f'[monitor]\nconnectivity_check = "127.0.0.1:{closed_port()}"\n'
+    path.write_text(path.read_text().replace("[monitor]\n", cut_off))
+    await run_cli("once", "--notify", "--config", str(path))
+    with SqliteStore(tmp_path / "state.db") as store:
+        assert [incident.key for incident in store.open_incidents()] == ["_monitor/connectivity"]
+    assert "monitor cannot reach the network" in alerts.read_text()

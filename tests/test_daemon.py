@@ -1,6 +1,8 @@
 """The daemon in-process: its HTTP endpoints, and SIGHUP reloads that never break it."""
 
 import asyncio
+import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from monitor.config import load_config
 from monitor.daemon import Daemon
 from tests.net import free_port, running_daemon, wait_until
 
@@ -239,3 +242,39 @@ async def test_a_reload_whose_sink_cannot_be_built_keeps_the_old_config_whole(ru
     assert list(daemon.scheduler.checks) == ["api"]
     (rejected,) = [entry for entry in logged if entry["event"] == "config.reload_rejected"]
     assert rejected["problems"] == ["RuntimeError: sink broken cannot start"]
+
+
+@pytest.mark.parametrize("failure", ["port in use", "sink plugin raises"])
+async def test_a_start_that_fails_half_way_closes_what_it_had_opened(
+    tmp_path: Path, clean_env, monkeypatch, failure: str
+) -> None:
+    busy = socket.create_server(("127.0.0.1", 0))
+    port = busy.getsockname()[1] if failure == "port in use" else free_port()
+    path = tmp_path / "monitor.toml"
+    path.write_text(
+        config_text(port, "http://127.0.0.1:9").replace("{dir}", str(tmp_path)) + '\n[sinks.ops]\ntype = "console"\n'
+    )
+    if failure == "sink plugin raises":
+        def refuse(name: str, *_: object) -> None:
+            raise RuntimeError(f"sink {name} cannot start")
+
+        monkeypatch.setattr("monitor.daemon.registry.create_sink", refuse)
+    daemon = Daemon(load_config(path))
+    try:
+        with pytest.raises((OSError, RuntimeError)):
+            await daemon.run(handle_signals=False)
+    finally:
+        busy.close()
+    assert daemon.http.closed
+    with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
+        daemon.store.inner.open_incidents()
+    assert not daemon.ready
+
+
+async def test_shutdown_waits_for_every_task_it_cancels(running) -> None:
+    daemon, *_ = running
+    tasks = [daemon._ticker, daemon._maintainer]
+    daemon.request_stop()
+    await wait_until(lambda: not daemon.ready, "the daemon to stop")
+    await wait_until(lambda: daemon.http.closed, "the daemon to finish stopping")
+    assert all(task is not None and task.done() for task in tasks)

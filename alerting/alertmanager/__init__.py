@@ -15,10 +15,8 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field, TypeAdapter
 from yarl import URL
 
-from alerting.base import Notification, NotificationKind, Sink, SinkConfig
+from alerting.base import Duration, Incident, Notification, NotificationKind, Severity, Sink, SinkConfig
 from alerting.http import Endpoint, post_json
-from monitor.durations import Duration
-from monitor.model import Incident, Severity
 from monitor.runbooks import runbook_actions
 
 ALERTS_PATH = "/api/v2/alerts"

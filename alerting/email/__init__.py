@@ -14,11 +14,17 @@ from urllib.parse import quote
 import aiosmtplib
 from pydantic import ConfigDict, Field, FilePath, field_validator, model_validator
 
-from alerting.base import DeliveryError, Notification, NotificationKind, Sink, SinkConfig
+from alerting.base import (
+    DeliveryError,
+    Notification,
+    NotificationKind,
+    SecretEnv,
+    Severity,
+    Sink,
+    SinkConfig,
+    format_duration,
+)
 from alerting.messages import render, render_template
-from monitor.durations import format_duration
-from monitor.model import Severity
-from monitor.secrets import SecretEnv
 
 _SEVERITY_COLOURS = {Severity.P1: "#d1242f", Severity.P2: "#e36209", Severity.P3: "#d4a72c", Severity.P4: "#2da44e"}
 _RESOLVED_COLOUR = "#2da44e"

@@ -8,9 +8,8 @@ from typing import Any
 import aiohttp
 from pydantic import Field
 
-from alerting.base import DeliveryError, Notification, Sink, SinkConfig
+from alerting.base import DeliveryError, Notification, SecretEnv, Sink, SinkConfig
 from alerting.messages import render
-from monitor.secrets import SecretEnv
 
 MAX_BLOCKS = 50
 MAX_SECTION_CHARS = 3000

@@ -10,11 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from alerting.base import Notification, NotificationKind, Sink, SinkConfig
+from alerting.base import Incident, Notification, NotificationKind, SecretEnv, Severity, Sink, SinkConfig
 from alerting.http import Endpoint, post_json
 from alerting.messages import render
-from monitor.model import Incident, Severity
-from monitor.secrets import SecretEnv
 
 SIGNATURE_HEADER = "X-Health-Monitor-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"

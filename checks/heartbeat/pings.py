@@ -1,7 +1,7 @@
 """What a heartbeat check is told: one ping, and the ledger that keeps them.
 
-`PingLedger` is the persistence interface of heartbeat checks (Stage A: `SqlitePingLedger`, its
-own tables in the state file, so pings and their logs survive a restart):
+`PingLedger` is the persistence interface of heartbeat checks; `SqlitePingLedger` keeps them in
+the state file's tables of migration 3, so pings and their logs survive a restart:
 
 - `watch(check, since)` remembers when a check was first watched (kept if already known): a
   check that never pinged is missed one period (or slot) after that, even across restarts;
@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
+
+from monitor.migrations import apply_migrations
 
 PINGS_KEPT = 50
 """Pings kept per check: enough to pair starts and ends and show the last runs' logs."""
@@ -64,28 +66,13 @@ class PingLedger(Protocol):
         ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS heartbeat_watch (check_name TEXT PRIMARY KEY, since TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS heartbeat_pings (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    check_name TEXT NOT NULL,
-    at TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    exit_status INTEGER,
-    rid TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS heartbeat_pings_check ON heartbeat_pings (check_name, seq);
-"""
-
-
 class SqlitePingLedger:
     """Pings in the state file, with each check's recent ones cached in memory (a heartbeat
     check reads them on every run; only a ping writes)."""
 
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
-        self._db.executescript(_SCHEMA)
+        apply_migrations(self._db)  # its tables are the state file's (migration 3)
         self._lock = threading.Lock()
         self._cache: dict[str, CheckPings] = {}
 

@@ -5,13 +5,11 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from checks.base import Check, Finding, Severity, Status
+from checks.base import Check, Finding, Severity, Status, format_duration, scrub
 from checks.integration.config import IntegrationCheckConfig
 from checks.integration.providers import PROVIDERS, Target, probe_targets, status_api_url
 from checks.integration.statuspage import StatusPageReader, StatusReading, VendorStatus
 from checks.probe import PROBE_ERRORS, ProbeFailure, body_evidence, probe_failure, read_capped
-from monitor.durations import format_duration
-from monitor.scrub import scrub
 
 _DEFAULT_TIMEOUT = 10.0
 _REQUEST_SHARE = 0.4

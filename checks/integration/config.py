@@ -6,10 +6,8 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from checks.base import CheckConfig, Severity
+from checks.base import CheckConfig, Duration, SecretEnv, Severity
 from checks.probe import require_http_url
-from monitor.durations import Duration
-from monitor.secrets import SecretEnv
 
 ProviderName = Literal["xero", "shopify", "clerk", "custom"]
 

@@ -9,15 +9,13 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from checks.base import Check, Finding
+from checks.base import Check, Finding, format_duration, register_secret, scrub
 from checks.postgres import findings
 from checks.postgres.config import PostgresCheckConfig
 from checks.postgres.errors import connect_failure_reason, describe_error, is_connection_lost
 from checks.postgres.queries import Diagnostics, ServerState, Sessions, server_settings
 from checks.postgres.redact import describe_target
-from checks.postgres.series import PgSeries
-from monitor.durations import format_duration
-from monitor.scrub import register_secret, scrub
+from checks.postgres.series import GAUGES, PgSeries
 
 log = structlog.get_logger("checks.postgres")
 
@@ -32,6 +30,7 @@ class PostgresCheck(Check[PostgresCheckConfig]):
     type_name = "postgres"
     Config = PostgresCheckConfig
     timeout_code = findings.UNREACHABLE
+    gauges = GAUGES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

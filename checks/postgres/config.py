@@ -4,9 +4,7 @@ from typing import Self
 
 from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from checks.base import CheckConfig
-from monitor.durations import Duration
-from monitor.secrets import SecretEnv
+from checks.base import CheckConfig, Duration, SecretEnv
 
 _DSN_SCHEMES = ("postgresql://", "postgres://")
 

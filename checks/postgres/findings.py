@@ -6,12 +6,11 @@ from datetime import datetime
 
 import asyncpg
 
-from checks.base import Finding, Severity, Status
+from checks.base import Finding, Severity, Status, format_duration
 from checks.postgres.config import PostgresCheckConfig
 from checks.postgres.errors import describe_error
 from checks.postgres.queries import Backend, ErrorRows, ServerState, Sessions, quote_identifier
 from checks.postgres.redact import redact_query
-from monitor.durations import format_duration
 
 UNREACHABLE = "unreachable"
 CONNECTIONS_HIGH = "connections_high"

@@ -1,12 +1,17 @@
 """The check's `health_monitor_pg_*` series on the daemon's shared metrics."""
 
-import contextlib
 from collections.abc import Mapping
 
-from prometheus_client import Gauge
-
+from checks.base import PluginGauge, PluginMetrics
 from checks.postgres.queries import TableSize
-from monitor.metrics import MonitorMetrics
+
+CONNECTIONS = PluginGauge("health_monitor_pg_connections", "Client backends by state.", ("state",))
+MAX_CONNECTIONS = PluginGauge("health_monitor_pg_max_connections", "The server's max_connections.")
+LONG_QUERIES = PluginGauge("health_monitor_pg_long_queries", "Active queries running longer than long_query.")
+TABLE_SIZE = PluginGauge(
+    "health_monitor_pg_table_size_bytes", "Total size of the largest tables (bounded to top_tables).", ("table",)
+)
+GAUGES = (CONNECTIONS, MAX_CONNECTIONS, LONG_QUERIES, TABLE_SIZE)
 
 STATE_LABELS = {
     "active": "active",
@@ -23,7 +28,7 @@ OTHER_STATE = "unknown"
 class PgSeries:
     """Sets one check's series, and removes those it can no longer vouch for."""
 
-    def __init__(self, metrics: MonitorMetrics, check: str) -> None:
+    def __init__(self, metrics: PluginMetrics, check: str) -> None:
         self._metrics = metrics
         self._check = check
         self._tables: set[str] = set()
@@ -33,36 +38,32 @@ class PgSeries:
         for state, sessions in by_state.items():
             counts[STATE_LABELS.get(state or "", OTHER_STATE)] += sessions
         for label, sessions in counts.items():
-            self._metrics.pg_connections.labels(check=self._check, state=label).set(sessions)
-        self._metrics.pg_max_connections.labels(check=self._check).set(max_connections)
+            self._metrics.set_gauge(self._check, CONNECTIONS, sessions, state=label)
+        self._metrics.set_gauge(self._check, MAX_CONNECTIONS, max_connections)
 
     def long_queries(self, count: int) -> None:
-        self._metrics.pg_long_queries.labels(check=self._check).set(count)
+        self._metrics.set_gauge(self._check, LONG_QUERIES, count)
 
     def tables(self, sizes: list[TableSize]) -> None:
         """The current top tables; tables that left the top N lose their series."""
         current = {table.name for table in sizes}
         for gone in self._tables - current:
-            _remove(self._metrics.pg_table_size, self._check, gone)
+            self._metrics.remove_gauge(self._check, TABLE_SIZE, table=gone)
         for table in sizes:
-            self._metrics.pg_table_size.labels(check=self._check, table=table.name).set(table.bytes)
+            self._metrics.set_gauge(self._check, TABLE_SIZE, table.bytes, table=table.name)
         self._tables = current
 
     def forget_connections(self) -> None:
         for label in [*STATE_LABELS.values(), OTHER_STATE]:
-            _remove(self._metrics.pg_connections, self._check, label)
+            self._metrics.remove_gauge(self._check, CONNECTIONS, state=label)
 
     def forget_long_queries(self) -> None:
-        _remove(self._metrics.pg_long_queries, self._check)
+        self._metrics.remove_gauge(self._check, LONG_QUERIES)
 
     def forget(self) -> None:
         """The server is out of reach: no value is better than a stale one."""
         self.forget_connections()
         self.forget_long_queries()
-        _remove(self._metrics.pg_max_connections, self._check)
+        self._metrics.remove_gauge(self._check, MAX_CONNECTIONS)
         self.tables([])
 
-
-def _remove(gauge: Gauge, *labels: str) -> None:
-    with contextlib.suppress(KeyError):
-        gauge.remove(*labels)

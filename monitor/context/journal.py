@@ -1,6 +1,7 @@
 """What the context feature keeps, in its own tables of the state file: the change events
 Railway posted, and the remediation actions people ran, each waiting for the daemon (the
-one writer of incidents) to put it on the timeline and in incidents.log."""
+one writer of incidents) to put it on the timeline and in incidents.log. The tables are
+created by the state file's migrations (`monitor.migrations`)."""
 
 import sqlite3
 from dataclasses import dataclass
@@ -8,31 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from monitor.context.changes import Change
+from monitor.migrations import apply_migrations
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    at TEXT NOT NULL,
-    service_id TEXT NOT NULL,
-    deployment_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    status TEXT NOT NULL,
-    service_name TEXT,
-    commit_hash TEXT,
-    commit_message TEXT,
-    author TEXT,
-    branch TEXT
-);
-CREATE INDEX IF NOT EXISTS changes_service ON changes (service_id, at);
-CREATE TABLE IF NOT EXISTS remediation_actions (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id INTEGER NOT NULL,
-    at TEXT NOT NULL,
-    by TEXT NOT NULL,
-    text TEXT NOT NULL,
-    applied INTEGER NOT NULL DEFAULT 0
-);
-"""
 CHANGES_KEPT = timedelta(days=30)
 _CHANGE_COLUMNS = (
     "at, service_id, deployment_id, event, status, service_name, commit_hash, commit_message, author, branch"
@@ -51,7 +29,7 @@ class ActionRecord:
 class Journal:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        self._db.executescript(_SCHEMA)
+        apply_migrations(self._db)  # its tables are the state file's, migrated with the others
 
     def record_change(self, change: Change) -> bool:
         """Keep a change (and forget those older than CHANGES_KEPT); True when its deployment

@@ -1,7 +1,7 @@
-"""Where history is kept: three tables of the state file, one per resolution, keyed by a small
-check id and the bucket's start. `HistoryStore` is the persistence interface (synchronous: the
-history service calls it from a worker thread, never on the event loop); `SqliteHistoryStore`
-implements it on today's SQLite state file, in tables of its own."""
+"""Where history is kept. `HistoryStore` is the persistence interface (synchronous: the history
+service calls it from a worker thread, never on the event loop); `SqliteHistoryStore` implements
+it on the SQLite state file: three tables (migration 3 of monitor.migrations), one per
+resolution, keyed by a small check id and the bucket's start."""
 
 import sqlite3
 import threading
@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Uptime
+from monitor.migrations import apply_migrations
 
 _COLUMNS = "runs, good, latency_sum, latency_max, held_runs, held_good"
 
@@ -38,21 +39,6 @@ class HistoryStore(Protocol):
     def close(self) -> None: ...
 
 
-def _schema() -> str:
-    tables = [
-        "CREATE TABLE IF NOT EXISTS history_checks (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);"
-    ]
-    for resolution in RESOLUTIONS:
-        table = f"history_{resolution.name}"
-        tables.append(
-            f"CREATE TABLE IF NOT EXISTS {table} (check_id INTEGER NOT NULL, start INTEGER NOT NULL,"
-            " runs INTEGER NOT NULL, good INTEGER NOT NULL, latency_sum REAL NOT NULL, latency_max REAL NOT NULL,"
-            " held_runs INTEGER NOT NULL, held_good INTEGER NOT NULL, PRIMARY KEY (check_id, start)) WITHOUT ROWID;"
-            f" CREATE INDEX IF NOT EXISTS {table}_start ON {table} (start);"
-        )
-    return "\n".join(tables)
-
-
 def _upsert(table: str) -> str:
     return (
         f"INSERT INTO {table} (check_id, start, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -65,7 +51,7 @@ def _upsert(table: str) -> str:
 class SqliteHistoryStore:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
-        self._db.executescript(_schema())
+        apply_migrations(self._db)  # its tables are the state file's (migration 3)
         self._lock = threading.Lock()
         self._ids: dict[str, int] = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
         self._names = {check_id: name for name, check_id in self._ids.items()}

@@ -124,3 +124,27 @@ async def test_a_store_that_fails_keeps_the_runs_for_the_next_flush(tmp_path: Pa
     history.record("web", fake_clock.now(), False, 0.2)
     await history.flush(["web"])
     assert history.uptimes["web"]["24h"].as_json() == {"ratio": 0.5, "runs": 2, "good_runs": 1, "held_runs": 0}
+
+
+async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_tables(tmp_path: Path) -> None:
+    """Migration 3 adds them to a file written before they existed; what it held stays."""
+    import shutil
+
+    from checks.heartbeat.pings import Ping, PingKind, SqlitePingLedger
+    from monitor.store import SqliteStore
+    from tests.test_store_migrations import PREVIOUS_RELEASE
+
+    path = tmp_path / "state.db"
+    shutil.copy(PREVIOUS_RELEASE, path)
+    history = SqliteHistoryStore(path)
+    accumulator = Accumulator()
+    accumulator.record("api", START.timestamp(), True, 0.1)
+    history.write(accumulator.drain(), START)
+    assert history.buckets("api", DAY, 0)[int(START.timestamp())].runs == 1
+    ledger = SqlitePingLedger(path)
+    await ledger.watch("backup", START)
+    await ledger.record(Ping("backup", START, PingKind.SUCCESS))
+    state = await ledger.recent("backup")
+    assert state is not None and len(state.pings) == 1
+    with SqliteStore(path) as store:
+        assert [(i.id, i.state) for i in store.recent_incidents()] == [(2, "resolved"), (1, "open")]

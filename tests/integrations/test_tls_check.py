@@ -20,11 +20,12 @@ from cryptography.x509.oid import NameOID
 
 from checks.base import CheckContext
 from checks.tls import TlsCheck
+from monitor.daemon import Daemon
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Severity, Status
 from monitor.runner import run_check
 from tests.integrations.helpers import by_code
-from tests.net import closed_port
+from tests.net import closed_port, free_port, running_daemon, wait_until
 
 LOCAL = "127.0.0.1"
 ServeTls = Callable[[ssl.SSLContext], Awaitable[int]]
@@ -287,3 +288,23 @@ def test_config_mistakes_are_named(tmp_path: Path) -> None:
         TlsCheck.Config.model_validate({"type": "tls", "host": "a.example", "ca_file": str(tmp_path / "missing.pem")})
     with pytest.raises(ValueError, match="critical_days must be smaller than warning_days"):
         TlsCheck.Config.model_validate({"type": "tls", "host": "a.example", "warning_days": 3, "critical_days": 7})
+
+
+async def test_the_expiry_gauge_goes_with_its_check_when_a_reload_removes_it(
+    ca: trustme.CA, ca_file: Path, serve_tls: ServeTls, tmp_path: Path, clean_env
+) -> None:
+    port = await serve_tls(server_context(ca.issue_cert(LOCAL, not_after=days_from_now(90))))
+    site = f'[checks.site]\ntype = "tls"\nhost = "{LOCAL}"\nport = {port}\nca_file = "{ca_file}"\ninterval = "100ms"\n'
+    other = f'[checks.other]\ntype = "tcp"\nhost = "{LOCAL}"\nport = {port}\ninterval = "100ms"\n'
+    path = tmp_path / "monitor.toml"
+    base = f'[monitor]\nstate_path = "{tmp_path}/state.db"\n[server]\nlisten = "127.0.0.1:{free_port()}"\n'
+    path.write_text(base + site + other)
+    async with running_daemon(path) as daemon:
+        await wait_until(lambda: expiry_gauge(daemon.metrics) is not None, "the expiry gauge")
+        path.write_text(base + other)
+        await daemon.reload()
+        assert "health_monitor_tls_cert_expiry_seconds{" not in (await scrape(daemon)).decode()
+
+
+async def scrape(daemon: Daemon) -> bytes:
+    return await daemon.metrics.scrape("text/plain", "").render()

@@ -1,0 +1,45 @@
+"""Everything a check or a sink may use from the engine, in one small module: `checks.base`
+and `alerting.base` import from here and nowhere else in `monitor`, and plugins import
+from those two. Nothing here imports a plugin.
+
+Per-plugin metrics: a plugin type declares its gauges (`PluginGauge`, usually a module
+constant) and sets them through `PluginMetrics`, which labels each series with the plugin
+instance's name and removes every series of that instance when the engine forgets it
+(its check removed by a reload), so that a gone check is not reported."""
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from monitor.clock import Clock
+from monitor.durations import Duration, format_duration, parse_duration
+from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
+from monitor.scrub import register_header, register_secret, scrub
+from monitor.secrets import SecretEnv
+
+__all__ = [
+    "Clock", "Duration", "Finding", "Incident", "PluginGauge", "PluginMetrics", "SecretEnv", "Severity",
+    "Status", "TimelineEvent", "format_duration", "parse_duration", "register_header", "register_secret", "scrub",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PluginGauge:
+    """A gauge a plugin type exports; `labels` are those besides `check`, which every series has."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...] = ()
+
+
+class PluginMetrics(Protocol):
+    def declare(self, *gauges: PluginGauge) -> None:
+        """Describe these gauges in `/metrics` (no series until one is set)."""
+        ...
+
+    def set_gauge(self, owner: str, gauge: PluginGauge, value: float, **labels: str) -> None:
+        """Set `owner`'s series of `gauge` (labelled check=owner and `labels`)."""
+        ...
+
+    def remove_gauge(self, owner: str, gauge: PluginGauge, **labels: str) -> None:
+        """Remove one of `owner`'s series now (a table that is gone); none there is fine."""
+        ...
