@@ -11,6 +11,11 @@ plays Prometheus: GET /metrics with `Accept-Encoding: gzip` (and OpenMetrics in 
 5 s, and GET /healthz every 100 ms, whose latency is the longest event-loop stall. Each
 measured process also counts its garbage collections by generation and their longest pause.
 
+History (issue 16): the daemon runs twice in the same run, with its history on (runs accumulated
+in memory and flushed every --history-flush seconds, by default the daemon's own 60 s: measure
+at least 120 s so that the window holds two flushes) and off (History.record and its flushes
+made no-ops in that process). Target: CPU per check with history on within 5 % of history off.
+
 The storm phase: 1,000 checks at 1 s, warmed up, then the target answers 500 to all of them at
 once; it reports lateness, stalls, incidents recorded and the time to the first page.
 
@@ -62,6 +67,14 @@ def cpu_seconds() -> float:
 
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def history_rows(state: Path) -> int:
+    """Buckets the history flushes wrote (0 with history off)."""
+    with suppress(sqlite3.Error), sqlite3.connect(state) as db:
+        tables = ("history_minute", "history_hour", "history_day")
+        return sum(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+    return 0
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -198,6 +211,21 @@ def write_config(workdir: Path, target: str, checks: int, interval: float, port:
     return path
 
 
+def configure_history(on: str, flush_seconds: float) -> None:
+    """History as the daemon keeps it, flushed every `flush_seconds`; or not kept at all."""
+    from monitor.history import service
+
+    if on == "on":
+        service.FLUSH_SECONDS = flush_seconds
+        return
+
+    async def never(self: Any, checks: Any) -> None:
+        await asyncio.Event().wait()
+
+    service.History.record = lambda self, *_: None  # type: ignore[method-assign]
+    service.History.flush_forever = never  # type: ignore[method-assign]
+
+
 async def daemon_phase(args: argparse.Namespace) -> None:
     from monitor import logs
     from monitor.config import load_config
@@ -211,6 +239,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
     check_config = [sys.executable, "-m", "monitor", "check-config", "--config", str(path)]
     await asyncio.to_thread(subprocess.run, check_config, capture_output=True, check=True)
     config_seconds = time.monotonic() - config_started
+    configure_history(args.history, args.history_flush)
     started = time.monotonic()
     daemon = Daemon(load_config(path))
     lateness: list[float] = []
@@ -256,6 +285,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         "peak_rss_mib": peak_rss_mib(),
         **pauses.figures(),
         "load_average": os.getloadavg()[0],
+        "history_rows": history_rows(workdir / "state.db"),
     }
     if args.storm:
         result["storm"] = await storm(daemon, lateness, workdir, args)
@@ -384,9 +414,11 @@ class Scraper:
             await asyncio.sleep(max(SCRAPE_EVERY - seconds, 0))
 
 
-async def run_daemon(args: argparse.Namespace, target: Target, storm: bool) -> dict[str, Any]:
+async def run_daemon(args: argparse.Namespace, target: Target, storm: bool, history: str = "on") -> dict[str, Any]:
+    (target.workdir / "state.db").unlink(missing_ok=True)
     command = [sys.executable, __file__, "--phase", "daemon", "--target", target.url, "--checks", str(args.checks),
-               "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir)]
+               "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir),
+               "--history", history, "--history-flush", str(history_flush_seconds(args))]
     if storm:
         command += ["--storm", "--storm-seconds", str(args.storm_seconds)]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
@@ -469,6 +501,20 @@ def collector(figures: dict[str, Any]) -> str:
     return f"gc runs by generation {counts}, longest {longest} ms"
 
 
+def history_flush_seconds(args: argparse.Namespace) -> float:
+    from monitor.history.service import FLUSH_SECONDS
+
+    return args.history_flush or FLUSH_SECONDS
+
+
+def report_history(args: argparse.Namespace, on: dict[str, Any], off: dict[str, Any]) -> None:
+    ratio = on["cpu_us_per_check"] / off["cpu_us_per_check"]
+    print(f"  history:    on {on['cpu_us_per_check']:.1f} µs CPU per check (flushed every"
+          f" {history_flush_seconds(args):g} s, {on['history_rows']} rows in the state file), off"
+          f" {off['cpu_us_per_check']:.1f} µs; on/off = {ratio:.3f}x (target <= 1.05);"
+          f" p99 lateness on {on['lateness_p99_ms']:.1f} ms, off {off['lateness_p99_ms']:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checks", type=int, default=1000)
@@ -476,6 +522,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the measured window")
     parser.add_argument("--storm-seconds", type=float, default=10.0)
     parser.add_argument("--no-storm", action="store_true", help="skip the storm phase")
+    parser.add_argument("--history-flush", type=float, default=0.0,
+                        help="seconds between history flushes (default: the daemon's, 60)")
+    parser.add_argument("--history", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["daemon", "bare", "target"], help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
     parser.add_argument("--storm", action="store_true", help=argparse.SUPPRESS)
@@ -500,10 +549,11 @@ def main() -> None:
     try:
         bare = {name: run_bare(args, target, name) for name in BARE_LOOPS}
         daemon = asyncio.run(run_daemon(args, target, storm=False))
+        without_history = asyncio.run(run_daemon(args, target, storm=False, history="off"))
         report(args, target, daemon, bare)
+        report_history(args, daemon, without_history)
         if not args.no_storm:
             storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})
-            (workdir / "state.db").unlink(missing_ok=True)
             stormy = asyncio.run(run_daemon(storm_args, target, storm=True))
             storm = stormy["storm"]
             first = storm["first_page_seconds"]
@@ -516,7 +566,7 @@ def main() -> None:
                   f" {storm['notifications_sent']} notifications sent, {storm['notifications_pending']} pending;"
                   f" {storm['cpu_seconds']:.1f} CPU s; peak RSS {stormy['peak_rss_mib']:.0f} MiB")
         if os.environ.get("BENCH_JSON"):
-            print(json.dumps({"daemon": daemon, "bare": bare}))
+            print(json.dumps({"daemon": daemon, "daemon_without_history": without_history, "bare": bare}))
     finally:
         target.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -5,7 +5,7 @@ the engine from here (re-exported from `monitor.plugin`)."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -25,6 +25,9 @@ from monitor.plugin import (
     register_secret,
     scrub,
 )
+
+if TYPE_CHECKING:
+    from checks.heartbeat.pings import PingLedger
 
 __all__ = [
     "Check", "CheckConfig", "CheckContext", "Clock", "Duration", "Finding", "PluginGauge", "PluginMetrics",
@@ -67,6 +70,8 @@ class CheckContext:
     http: aiohttp.ClientSession
     clock: Clock
     metrics: PluginMetrics
+    heartbeats: "PingLedger | None" = None
+    """Where heartbeat checks read the pings the server received; None outside the daemon and `once`."""
 
 
 ConfigT = TypeVar("ConfigT", bound=CheckConfig)

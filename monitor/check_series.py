@@ -26,6 +26,7 @@ DURATION = "health_monitor_check_duration_seconds"
 RUNS = "health_monitor_check_runs"
 LAST_RUN = "health_monitor_check_last_run_timestamp_seconds"
 FLAPPING = "health_monitor_check_flapping"
+UPTIME = "health_monitor_check_uptime_ratio"
 
 HELP = {
     UP: "1 when the check's last run was OK.",
@@ -34,6 +35,7 @@ HELP = {
     RUNS: "Check runs by resulting status.",
     LAST_RUN: "Unix time at which the check last finished.",
     FLAPPING: "1 while the check is flapping.",
+    UPTIME: "Good runs over runs in the window (24h, 7d, 30d), silenced and maintenance runs left out.",
 }
 _STATUS_LABELS = tuple(status.label for status in Status)
 
@@ -59,6 +61,8 @@ class CheckSeries:
         self.duration_metric = duration_metric
         self.bounds = tuple(sorted(buckets)) if duration_metric == "histogram" else ()
         self._rows: dict[str, CheckRow] = {}
+        self._uptime: dict[str, dict[str, float]] = {}
+        self._uptime_text: list[str] = []
 
     def record(self, check: str, status: Status, duration: float, finished_at: float) -> None:
         row = self._rows.get(check)
@@ -89,6 +93,21 @@ class CheckSeries:
     def snapshot(self) -> list[CheckRow]:
         return list(self._rows.values())
 
+    def set_uptime(self, ratios: dict[str, dict[str, float]]) -> None:
+        """Every check's uptime per window, replaced whole once a minute (by the history's worker
+        thread, which also formats it: a scrape only copies the pieces' references)."""
+        lines = [
+            f'{UPTIME}{{check="{_escape(check)}",window="{window}"}} {ratio!r}\n'
+            for check, by_window in ratios.items()
+            for window, ratio in by_window.items()
+        ]
+        step = CHUNK_ROWS * 3
+        self._uptime_text = ["".join(lines[start : start + step]) for start in range(0, len(lines), step)]
+        self._uptime = ratios
+
+    def uptime_snapshot(self) -> list[str]:
+        return self._uptime_text
+
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families, for `registry.get_sample_value` and tests."""
         up, status, last_run, flapping = (GaugeMetricFamily(name, HELP[name], labels=["check"])
@@ -113,16 +132,23 @@ class CheckSeries:
                 duration.add_metric([check], list(zip(les, counts, strict=True)), row.duration_sum)
             else:
                 duration.add_metric([check], row.duration)
-        yield from (up, status, duration, runs, last_run, flapping)
+        uptime = GaugeMetricFamily(UPTIME, HELP[UPTIME], labels=["check", "window"])
+        for check, by_window in self._uptime.items():
+            for window, ratio in by_window.items():
+                uptime.add_metric([check, window], ratio)
+        yield from (up, status, duration, runs, last_run, flapping, uptime)
 
 
 CHUNK_ROWS = 500
 """Rows formatted between two turns of the event loop: about a millisecond of work."""
 
 
-def render(rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: bool) -> Iterator[str]:
-    """The text exposition (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`) of `rows`,
-    in pieces of at most CHUNK_ROWS rows of one family, so that the caller can yield between them."""
+def render(
+    rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: bool, uptime: Sequence[str] = ()
+) -> Iterator[str]:
+    """The text exposition (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`) of `rows`
+    (and the pre-formatted `uptime` pieces), in pieces of at most CHUNK_ROWS rows of one family,
+    so that the caller can yield between them."""
 
     def header(name: str, kind: str) -> str:
         shown = name + "_total" if kind == "counter" and not openmetrics else name
@@ -164,6 +190,9 @@ def render(rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: boo
         yield header(name, kind)
         for start in range(0, len(rows), CHUNK_ROWS):
             yield "".join([line(row) for row in rows[start : start + CHUNK_ROWS]])
+    if uptime:
+        yield header(UPTIME, "gauge")
+        yield from uptime
 
 
 def series_per_check(duration_metric: DurationMetric, buckets: Sequence[float]) -> int:

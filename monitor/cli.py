@@ -100,6 +100,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return args.failure_exit
 
 
+def add_ping_arguments(ping: argparse.ArgumentParser) -> None:
+    ping.add_argument("check", help="the heartbeat check's name")
+    kind = ping.add_mutually_exclusive_group()
+    kind.add_argument("--start", action="store_true", help="the run starts now")
+    kind.add_argument("--fail", action="store_true", help="the run failed")
+    kind.add_argument("--exit", type=int, metavar="N", help="the run ended with exit status N (0 success)")
+    ping.add_argument("--body-file", metavar="F", help='the run\'s log ("-" for stdin); its last 100 KiB are kept')
+    ping.add_argument("--rid", help="run id pairing --start with the end of the same run")
+
+
 def _parser() -> Parser:
     parser = Parser(
         prog="health-monitor",
@@ -162,6 +172,10 @@ def _parser() -> Parser:
     ack.add_argument("--note", default="", help="what you are doing about it")
 
     add_action_arguments(command("action", "action", ACTION_HELP))
+    add_ping_arguments(command(
+        "ping", "ping", "Tell the running daemon that a heartbeat check's run succeeded, started or failed.",
+        "exit statuses: 0 the daemon took the ping, 1 it did not (unreachable, refused), 2 invalid config.",
+    ))
 
     cluster = command("cluster", "cluster", CLUSTER_HELP, CLUSTER_EPILOG)
     cluster.add_argument("--format", choices=["table", "json"], default="table")

@@ -18,6 +18,8 @@ from rich.table import Table
 
 from alerting.base import SinkContext
 from checks.base import CheckContext
+from checks.heartbeat.config import HeartbeatConfig
+from checks.heartbeat.pings import SqlitePingLedger
 from monitor import event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
@@ -109,8 +111,11 @@ def once(args: argparse.Namespace) -> int:
 async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
     clock = SystemClock()
     slots = asyncio.Semaphore(config.monitor.concurrency)
+    # Heartbeat checks judge the pings the daemon kept in the state file.
+    wants_pings = any(isinstance(config.checks[name], HeartbeatConfig) for name in names)
+    ledger = SqlitePingLedger(config.monitor.state_path) if wants_pings else None
     async with http_session(config.monitor.concurrency) as http:
-        context = CheckContext(http, clock, MonitorMetrics())
+        context = CheckContext(http, clock, MonitorMetrics(), ledger)
 
         async def run_one(name: str) -> RunResult:
             check = registry.create_check(name, config.checks[name], context)
@@ -122,7 +127,11 @@ async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
                 finally:
                     await check.aclose()
 
-        return list(await asyncio.gather(*(run_one(name) for name in names)))
+        try:
+            return list(await asyncio.gather(*(run_one(name) for name in names)))
+        finally:
+            if ledger is not None:
+                ledger.close()
 
 
 async def _notify_once(config: Config, results: list[RunResult]) -> None:
@@ -319,6 +328,18 @@ def _earlier_acknowledgement(store: SqliteStore, incident: Incident) -> str | No
     if pending:
         return f"{pending[0].by} at {pending[0].at:%Y-%m-%d %H:%M:%S}Z"
     return None
+
+
+def ping(args: argparse.Namespace) -> int:
+    """The token is read from the check's own variable: other checks' secrets need not be set."""
+    from monitor.ping_command import PingError, send_ping
+
+    config = load_config(args.config, resolve_secrets=False)
+    try:
+        print(send_ping(config, args))
+    except PingError as exc:
+        raise CommandError(str(exc)) from None
+    return 0
 
 
 def action(args: argparse.Namespace) -> int:

@@ -120,6 +120,7 @@ class ServerSection(_Section):
         default="histogram",
         description='health_monitor_check_duration_seconds as a "histogram", or a "gauge" of the last run.',
     )
+    badges: bool = Field(default=False, description="Serve GET /badge/{check}.svg (status or uptime) for READMEs.")
     duration_buckets: list[float] = Field(
         default_factory=lambda: list(DEFAULT_DURATION_BUCKETS),
         min_length=1,

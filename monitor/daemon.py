@@ -14,16 +14,21 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
+from checks.heartbeat.pings import SqlitePingLedger
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.single import SingleProcess
-from monitor.config import Config, ConfigError, load_config
+from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
+from monitor.history.api import add_history_routes
+from monitor.history.service import History
+from monitor.history.store import SqliteHistoryStore
 from monitor.metrics import MonitorMetrics
-from monitor.model import Incident
+from monitor.model import Incident, Status
+from monitor.ping_api import add_ping_routes
 from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
 from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
@@ -32,7 +37,8 @@ from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
-from monitor.store import SqliteStore, prune_expired
+from monitor.status_routes import add_status_routes
+from monitor.store import Silence, SqliteStore, prune_expired
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
@@ -83,6 +89,7 @@ class Daemon:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self._maintainer: asyncio.Task[None] | None = None
+        self._history_flusher: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
@@ -136,6 +143,11 @@ class Daemon:
             stack.callback(self.store.close)
             self.http = http_session(self.config.monitor.concurrency)
             stack.push_async_callback(self.http.close)
+            self.heartbeats = SqlitePingLedger(path)
+            stack.callback(self.heartbeats.close)
+            self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
+            stack.callback(self.history.store.close)
+            stack.push_async_callback(self._flush_history)
             sinks = self._build_sinks(self.config)
             self.pipeline = Pipeline(self.config, self.store, sinks, self.metrics, self.clock, self.http)
             stack.push_async_callback(self._close_pipeline)
@@ -153,6 +165,9 @@ class Daemon:
             add_context_routes(app, self)
             add_cluster_routes(app, self.cluster)
             add_slack_routes(app, self)
+            add_ping_routes(app, self)
+            add_history_routes(app, self)
+            add_status_routes(app, self)
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
@@ -164,6 +179,10 @@ class Daemon:
                 await self._start_check(self._create_check(name, self.config), self.config)
             self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
             self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
+            await self.history.flush(self.config.checks)  # the uptimes kept from before, at once
+            self._history_flusher = asyncio.create_task(
+                self.history.flush_forever(lambda: self.config.checks), name="history:flush"
+            )
             stack.push_async_callback(self._cancel_tasks)
             gc_policy.freeze_now_and_after(self._first_runs_seconds())
             self._started()
@@ -248,7 +267,8 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
 
     def _create_check(self, name: str, config: Config) -> Check:
-        return registry.create_check(name, config.checks[name], CheckContext(self.http, self.clock, self.metrics))
+        context = CheckContext(self.http, self.clock, self.metrics, self.heartbeats)
+        return registry.create_check(name, config.checks[name], context)
 
     async def _start_check(self, check: Check, config: Config) -> None:
         check_config = config.checks[check.name]
@@ -278,8 +298,10 @@ class Daemon:
         return token.value() if token else None
 
     async def _on_result(self, result: RunResult) -> None:
-        self.last_runs[result.check] = LastRun(result, self.clock.now())
-        await self.pipeline.on_result(result)
+        finished = self.clock.now()
+        self.last_runs[result.check] = LastRun(result, finished)
+        if await self.pipeline.on_result(result):
+            self.history.record(result.check, finished, result.status <= Status.WARNING, result.duration)
 
     async def _tick_forever(self) -> None:
         while True:
@@ -349,11 +371,19 @@ class Daemon:
 
     async def _cancel_tasks(self) -> None:
         """Cancel the daemon's own tasks and wait until each has ended."""
-        tasks = [self._watchdog, self._ticker, self._maintainer, *self._refreshing.values()]
+        tasks = [self._watchdog, self._ticker, self._maintainer, self._history_flusher, *self._refreshing.values()]
         running = [task for task in tasks if task is not None and not task.done()]
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+
+    def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
+        """What history sets apart from uptime, read once per flush."""
+        return self.store.silences(self.clock.now()), self.config.settings.maintenance
+
+    async def _flush_history(self) -> None:
+        """The runs since the last flush, written before the state file closes."""
+        await self.history.flush(self.config.checks)
 
     async def _stop_checks(self) -> None:
         for check in await self.scheduler.stop():

@@ -163,6 +163,7 @@ class MonitorMetrics:
             encoder=encoder,
             content_type=content_type,
             gzip=gzip_accepted(accept_encoding),
+            uptime=self.checks.uptime_snapshot(),
         )
 
 
@@ -176,6 +177,7 @@ class Scrape:
     encoder: Callable[[CollectorRegistry], bytes]
     content_type: str
     gzip: bool
+    uptime: list[str]
 
     @property
     def openmetrics(self) -> bool:
@@ -195,7 +197,7 @@ class Scrape:
             parts.append(gzip.compress(data) if gzip else data)
 
         add(shared)
-        for piece in check_series.render(self.rows, self.bounds, self.openmetrics):
+        for piece in check_series.render(self.rows, self.bounds, self.openmetrics, self.uptime):
             add(piece.encode())
             await asyncio.sleep(0)
         add(eof)

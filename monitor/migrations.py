@@ -143,6 +143,42 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        5,
+        "heartbeat pings and per-check history (runs per minute, hour and day)",
+        (
+            "CREATE TABLE IF NOT EXISTS heartbeat_watch (check_name TEXT PRIMARY KEY, since TEXT NOT NULL)",
+            """CREATE TABLE IF NOT EXISTS heartbeat_pings (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                check_name TEXT NOT NULL,
+                at TEXT NOT NULL,
+                kind TEXT NOT NULL,
+                exit_status INTEGER,
+                rid TEXT,
+                body TEXT NOT NULL
+            )""",
+            "CREATE INDEX IF NOT EXISTS heartbeat_pings_check ON heartbeat_pings (check_name, seq)",
+            "CREATE TABLE IF NOT EXISTS history_checks (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE)",
+            *(
+                statement
+                for table in ("history_minute", "history_hour", "history_day")
+                for statement in (
+                    f"""CREATE TABLE IF NOT EXISTS {table} (
+                        check_id INTEGER NOT NULL,
+                        start INTEGER NOT NULL,
+                        runs INTEGER NOT NULL,
+                        good INTEGER NOT NULL,
+                        latency_sum REAL NOT NULL,
+                        latency_max REAL NOT NULL,
+                        held_runs INTEGER NOT NULL,
+                        held_good INTEGER NOT NULL,
+                        PRIMARY KEY (check_id, start)
+                    ) WITHOUT ROWID""",
+                    f"CREATE INDEX IF NOT EXISTS {table}_start ON {table} (start)",
+                )
+            ),
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -74,14 +74,16 @@ class Pipeline:
         """At start: pages a crash kept from their notification go out (see unannounced_pages)."""
         self.publish(self.incidents.unannounced_pages())
 
-    async def on_result(self, result: RunResult) -> None:
+    async def on_result(self, result: RunResult) -> bool:
+        """True when the run counted; False while the monitor itself is cut off (nothing concluded)."""
         now = self.clock.now().timestamp()
         if result.status is not Status.OK and not await self._network_reachable():
             self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
-            return
+            return False
         self.metrics.record_run(result.check, result.status, result.duration, now)
         self.publish(self.incidents.observe(result.check, result.findings))
         self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
+        return True
 
     def tick(self, flush_now: bool = False) -> None:
         """What the daemon does every second: write what waits, then what time alone decides."""

@@ -20,6 +20,7 @@ BUILTIN_CHECKS = {
     "integration": "checks.integration:IntegrationCheck",
     "tls": "checks.tls:TlsCheck",
     "tcp": "checks.tcp:TcpCheck",
+    "heartbeat": "checks.heartbeat:HeartbeatCheck",
 }
 BUILTIN_SINKS = {
     "console": "alerting.console:ConsoleSink",

@@ -1,4 +1,5 @@
-"""The HTTP face of the daemon: /metrics, /healthz, /readyz, the incidents API and a status page."""
+"""The HTTP face of the daemon: /metrics, /healthz, /readyz and the incidents API (the status page,
+/api/checks and badges are monitor/status_routes.py and monitor/history/api.py; pings monitor/ping_api.py)."""
 
 import hmac
 import json
@@ -8,10 +9,9 @@ from aiohttp import web
 
 from monitor.clock import Clock
 from monitor.config import Config
-from monitor.incidents import hold_on
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident
-from monitor.status_page import RESOLVED_SHOWN, LastRun, check_rows, render_status_page
+from monitor.status_page import LastRun
 from monitor.store import StateStore
 
 HEALTHY_HEARTBEAT_AGE_SECONDS = 10.0
@@ -92,21 +92,6 @@ def build_app(daemon: DaemonView) -> web.Application:
         if incident is None:
             return web.json_response({"error": f"incident {existing.id} is already resolved"}, status=409)
         return web.json_response(_json(incident))
-
-    @routes.get("/")
-    async def status_page(_: web.Request) -> web.Response:
-        recent = daemon.store.recent_incidents(limit=RESOLVED_SHOWN * 5)
-        now = daemon.clock.now()
-        silences, windows = daemon.store.silences(now), daemon.config.settings.maintenance
-        holds = {name: hold for name in daemon.config.checks if (hold := hold_on(name, silences, windows, now))}
-        page = render_status_page(
-            monitor=daemon.config.monitor.name,
-            checks=check_rows(daemon.config.checks, daemon.last_runs, holds),
-            open_incidents=daemon.store.open_incidents(),
-            resolved_incidents=[incident for incident in recent if not incident.is_open],
-            now=now,
-        )
-        return web.Response(text=page, content_type="text/html")
 
     app = web.Application()
     app.add_routes(routes)

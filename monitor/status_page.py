@@ -1,24 +1,35 @@
-"""The status page at GET /: every check with its status, latency and last run, the open
-incidents with their timelines, and the recently resolved ones. Server-rendered HTML with
-inline CSS and no script, refreshing itself; everything inserted is escaped (summaries and
-evidence come from monitored systems)."""
+"""The status page at GET /: the overall state; every check with its status, uptime over 24 h to
+90 days, a 90-day strip of daily uptime and a 24-hour latency sparkline (inline SVG drawn here);
+the open incidents with their evidence and timelines; the incidents of the last 30 days.
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+Server-rendered HTML with inline CSS: everything essential works without JavaScript (a
+<noscript> refresh reloads the page); with it, a small inline script replaces the page's data
+every 30 s without reloading. No external asset. Everything inserted is escaped by Jinja2's
+autoescape (summaries, evidence and logs come from monitored systems)."""
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from functools import cache
 
 import jinja2
 
 from checks.base import CheckConfig
+from checks.heartbeat.pings import Ping
 from monitor.context.render import incident_lines
 from monitor.durations import format_duration
+from monitor.history.aggregate import WINDOWS, Bucket, Uptime
 from monitor.incidents import Hold
 from monitor.model import Incident, Status
 from monitor.runner import RunResult
+from monitor.status_charts import SPARK_HEIGHT, SPARK_WIDTH, day_strip, percent, sparkline
+from monitor.wording import counted
 
 REFRESH_SECONDS = 30
-RESOLVED_SHOWN = 10
+HISTORY_DAYS = 30
+"""Resolved incidents shown: those resolved within this many days ..."""
+RESOLVED_SHOWN = 100
+"""... at most this many, newest first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,14 +53,32 @@ class CheckRow:
     summary: str = ""
     hold: Hold | None = None
     """A silence or maintenance window covering the check: its failures notify no one."""
+    flapping: bool = False
+    uptime: Mapping[str, Uptime] = field(default_factory=dict)
+    """Per window name ("24h", "7d", "30d", "90d"), as of the history's last flush."""
+    heartbeat: bool = False
+    last_ping: Ping | None = None
+    """A heartbeat check's latest ping (None for other checks, or before the first)."""
 
 
 def check_rows(
-    checks: Mapping[str, CheckConfig], last_runs: Mapping[str, LastRun], holds: Mapping[str, Hold] | None = None
+    checks: Mapping[str, CheckConfig],
+    last_runs: Mapping[str, LastRun],
+    holds: Mapping[str, Hold] | None = None,
+    flapping: Collection[str] = (),
+    uptimes: Mapping[str, Mapping[str, Uptime]] | None = None,
+    last_pings: Mapping[str, Ping | None] | None = None,
 ) -> list[CheckRow]:
     """The rows for the configured checks, from their latest runs (if any)."""
-    holds = holds or {}
-    return [_row(name, config, last_runs.get(name), holds.get(name)) for name, config in checks.items()]
+    holds, uptimes, last_pings = holds or {}, uptimes or {}, last_pings or {}
+    rows = []
+    for name, config in checks.items():
+        row = _row(name, config, last_runs.get(name), holds.get(name))
+        rows.append(replace(
+            row, flapping=name in flapping, uptime=uptimes.get(name, {}),
+            heartbeat=name in last_pings, last_ping=last_pings.get(name),
+        ))
+    return rows
 
 
 def _row(name: str, config: CheckConfig, last: LastRun | None, hold: Hold | None) -> CheckRow:
@@ -77,24 +106,46 @@ def render_status_page(
     resolved_incidents: Iterable[Incident],
     now: datetime,
     refresh_seconds: int = REFRESH_SECONDS,
+    days: Mapping[str, Mapping[int, Bucket]] | None = None,
+    quarters: Mapping[str, Mapping[int, Bucket]] | None = None,
 ) -> str:
-    """The whole page. Failing checks come first; the newest resolved incidents last, at most ten."""
+    """The whole page. Failing checks come first; resolved incidents of the last HISTORY_DAYS, newest first.
+    `days` and `quarters` are each check's day and quarter-hour buckets (for the strip and the sparkline)."""
     rows = sorted(checks, key=_check_order)
     opened = sorted(open_incidents, key=lambda incident: (incident.severity.rank, incident.opened_at))
-    resolved = sorted(resolved_incidents, key=_resolved_at, reverse=True)[:RESOLVED_SHOWN]
+    since = now - timedelta(days=HISTORY_DAYS)
+    recent = [incident for incident in resolved_incidents if _resolved_at(incident) >= since]
+    resolved = sorted(recent, key=_resolved_at, reverse=True)[:RESOLVED_SHOWN]
+    days, quarters = days or {}, quarters or {}
     return (
         _environment()
         .get_template("status.html.j2")
         .render(
             monitor=monitor,
             overall=_overall(rows),
+            headline=_headline(rows),
             checks=rows,
+            strips={row.name: day_strip(days.get(row.name, {}), now) for row in rows},
+            sparklines={row.name: sparkline(quarters.get(row.name, {}), now) for row in rows},
+            windows=[window.name for window in WINDOWS],
             open_incidents=opened,
             resolved_incidents=resolved,
+            history_days=HISTORY_DAYS,
             now=now,
             refresh_seconds=refresh_seconds,
+            spark_width=SPARK_WIDTH,
+            spark_height=SPARK_HEIGHT,
         )
     )
+
+
+def _headline(rows: list[CheckRow]) -> str:
+    failing = [row for row in rows if row.status is not None and row.status is not Status.OK]
+    if not failing:
+        return "All checks passing" if any(row.status is not None for row in rows) else "Waiting for the first runs"
+    held = sum(1 for row in failing if row.hold is not None)
+    text = f"{counted(len(failing), 'check')} failing"
+    return f"{text} ({held} silenced or in maintenance)" if held else text
 
 
 def _check_order(row: CheckRow) -> tuple[int, str]:
@@ -145,6 +196,6 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(duration=format_duration, utc=utc, status_label=status_label)
+    environment.filters.update(duration=format_duration, utc=utc, status_label=status_label, percent=percent)
     environment.globals.update(age=age, escalation=escalation, diagnosis=incident_lines)
     return environment

@@ -40,7 +40,7 @@ def page(**overrides: object) -> str:
 
 
 def row_of(html: str, check: str) -> str:
-    match = re.search(rf'<tr class="check [^"]*" data-check="{re.escape(check)}">(.*?)</tr>', html, re.S)
+    match = re.search(rf'<li class="check [^"]*" data-check="{re.escape(check)}">(.*?)</li>', html, re.S)
     assert match, f"no row for {check}"
     return match.group(0)
 
@@ -71,7 +71,8 @@ def test_untrusted_text_is_escaped_everywhere() -> None:
         open_incidents=[hostile],
         resolved_incidents=[resolved],
     )
-    assert "<script>" not in html and "<!channel>" not in html and "<b>prod</b>" not in html
+    assert html.count("<script>") == 1, "the page's own refresh script only"
+    assert "<script>alert" not in html and "<!channel>" not in html and "<b>prod</b>" not in html
     assert html.count("&lt;script&gt;alert(&#34;owned&#34;)&lt;/script&gt;&lt;!channel&gt; &amp; &#34;quotes&#34;") == 5
     assert 'data-check="ap&#34;i"' in html and "api&lt;x&gt;/down" in html
 
@@ -88,22 +89,23 @@ def test_open_incidents_show_severity_age_and_timeline_and_resolved_ones_their_o
     assert "7m 30s" in html and "2h 5m" in html
     assert "2026-11-26 19:28:00Z</time><strong>severity_raised</strong> P2 -&gt; P1" in html
     assert re.search(r'data-incident="2">.*?10m.*?check passing again', html, re.S)
-    assert "<td>-</td>" in html, "not escalated nor acknowledged yet: shown as -"
-    assert '<meta http-equiv="refresh" content="30">' in html
+    assert "Escalation <b>-</b>" in html, "not escalated nor acknowledged yet: shown as -"
+    assert '<noscript><meta http-equiv="refresh" content="30"></noscript>' in html
 
 
 def test_escalation_level_and_acknowledgement_are_shown() -> None:
     escalated = incident(8, escalation_level=2)
     taken = incident(9, escalation_level=1, acknowledged_at=NOW, acknowledged_by="<alice>")
     html = page(open_incidents=[escalated, taken])
-    assert "<td>level 2</td>" in html
-    assert "<td>level 1, acknowledged by &lt;alice&gt;</td>" in html
+    assert "Escalation <b>level 2</b>" in html
+    assert "Escalation <b>level 1, acknowledged by &lt;alice&gt;</b>" in html
 
 
 def test_the_page_stands_alone() -> None:
     html = page(checks=[CheckRow("api", "http", 30)])
-    assert not re.search(r"<(script|link|img)\b|\bsrc=|\burl\(|https?://", html), "an external asset"
-    assert "No open incidents." in html and "Nothing resolved recently." in html
+    assert not re.search(r"<(link|img|iframe)\b|\bsrc=|\burl\(|https?://(?!www\.w3\.org/2000/svg)", html), "an asset"
+    assert html.count("<script") == 1 and "<script>" in html, "only the inline refresh script"
+    assert "No open incidents." in html and "No incident in the last 30 days." in html
 
 
 def test_check_rows_come_from_the_last_run_of_each_configured_check() -> None:

@@ -1,0 +1,1 @@
+"""Per-check history: runs aggregated per minute, hour and day, and the uptime computed from them."""

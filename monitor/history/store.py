@@ -1,0 +1,139 @@
+"""Where history is kept. `HistoryStore` is the persistence interface (synchronous: the history
+service calls it from a worker thread, never on the event loop); `SqliteHistoryStore` implements
+it on the SQLite state file: three tables (migration 3 of monitor.migrations), one per
+resolution, keyed by a small check id and the bucket's start."""
+
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Uptime
+from monitor.migrations import apply_migrations
+
+_COLUMNS = "runs, good, latency_sum, latency_max, held_runs, held_good"
+
+
+class HistoryStore(Protocol):
+    def write(self, rows: list[Row], now: datetime) -> None:
+        """Add `rows` to what is kept (one transaction) and forget buckets past their resolution's `kept`."""
+        ...
+
+    def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
+        """One check's buckets from `since` on, by start."""
+        ...
+
+    def buckets_of_all(self, resolution: Resolution, since: int) -> dict[str, dict[int, Bucket]]:
+        """Every check's buckets from `since` on."""
+        ...
+
+    def totals(self, resolution: Resolution, since: int) -> dict[str, Uptime]:
+        """Every check's runs from `since` on, summed."""
+        ...
+
+    def coarser(self, resolution: Resolution, step: int, since: int) -> dict[str, dict[int, Bucket]]:
+        """Every check's buckets from `since` on, summed into buckets of `step` seconds (by the store)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _upsert(table: str) -> str:
+    return (
+        f"INSERT INTO {table} (check_id, start, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (check_id, start) DO UPDATE SET runs = runs + excluded.runs, good = good + excluded.good,"
+        " latency_sum = latency_sum + excluded.latency_sum, latency_max = max(latency_max, excluded.latency_max),"
+        " held_runs = held_runs + excluded.held_runs, held_good = held_good + excluded.held_good"
+    )
+
+
+class SqliteHistoryStore:
+    def __init__(self, path: str | Path) -> None:
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
+        apply_migrations(self._db)  # its tables are the state file's (migration 3)
+        self._lock = threading.Lock()
+        self._ids: dict[str, int] = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
+        self._names = {check_id: name for name, check_id in self._ids.items()}
+
+    def write(self, rows: list[Row], now: datetime) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                by_table: dict[str, list[tuple[int | float, ...]]] = {}
+                for row in rows:
+                    b = row.bucket
+                    by_table.setdefault(f"history_{row.resolution.name}", []).append(
+                        (self._id(row.check), row.start, b.runs, b.good, b.latency_sum, b.latency_max,
+                         b.held_runs, b.held_good)
+                    )
+                for table, values in by_table.items():
+                    self._db.executemany(_upsert(table), values)
+                for resolution in RESOLUTIONS:
+                    cutoff = resolution.floor((now - resolution.kept).timestamp())
+                    self._db.execute(f"DELETE FROM history_{resolution.name} WHERE start < ?", (cutoff,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._forget_unsaved_ids()
+                raise
+
+    def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
+        with self._lock:
+            check_id = self._ids.get(check)
+            if check_id is None:
+                return {}
+            cursor = self._db.execute(
+                f"SELECT start, {_COLUMNS} FROM history_{resolution.name} WHERE check_id = ? AND start >= ?",
+                (check_id, since),
+            )
+            return {start: Bucket(*values) for start, *values in cursor}
+
+    def buckets_of_all(self, resolution: Resolution, since: int) -> dict[str, dict[int, Bucket]]:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT check_id, start, {_COLUMNS} FROM history_{resolution.name} WHERE start >= ?", (since,)
+            )
+            found: dict[str, dict[int, Bucket]] = {}
+            for check_id, start, *values in cursor:
+                found.setdefault(self._names[check_id], {})[start] = Bucket(*values)
+            return found
+
+    def totals(self, resolution: Resolution, since: int) -> dict[str, Uptime]:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT check_id, SUM(runs), SUM(good), SUM(held_runs), SUM(held_good)"
+                f" FROM history_{resolution.name} WHERE start >= ? GROUP BY check_id",
+                (since,),
+            )
+            return {self._names[check_id]: Uptime(*sums) for check_id, *sums in cursor}
+
+    def coarser(self, resolution: Resolution, step: int, since: int) -> dict[str, dict[int, Bucket]]:
+        with self._lock:
+            cursor = self._db.execute(
+                f"SELECT check_id, start - start % {int(step)} AS slot, SUM(runs), SUM(good), SUM(latency_sum),"
+                f" MAX(latency_max), SUM(held_runs), SUM(held_good) FROM history_{resolution.name}"
+                " WHERE start >= ? GROUP BY check_id, slot",
+                (since,),
+            )
+            found: dict[str, dict[int, Bucket]] = {}
+            for check_id, slot, *values in cursor:
+                found.setdefault(self._names[check_id], {})[slot] = Bucket(*values)
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _id(self, check: str) -> int:
+        check_id = self._ids.get(check)
+        if check_id is None:
+            self._db.execute("INSERT OR IGNORE INTO history_checks (name) VALUES (?)", (check,))
+            (check_id,) = self._db.execute("SELECT id FROM history_checks WHERE name = ?", (check,)).fetchone()
+            self._ids[check] = check_id
+            self._names[check_id] = check
+        return check_id
+
+    def _forget_unsaved_ids(self) -> None:
+        saved = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
+        self._ids, self._names = saved, {check_id: name for name, check_id in saved.items()}

@@ -1,0 +1,22 @@
+"""History written straight into a state file, as a daemon that ran for 90 days would have left it."""
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from monitor.history.aggregate import Accumulator
+from monitor.history.store import SqliteHistoryStore
+
+
+def seed_history(state: Path, now: datetime) -> None:
+    """`api` ran every 5 minutes for 90 days: down for 4 hours 12 days ago, slower in the last hour."""
+    accumulator = Accumulator()
+    moment = now - timedelta(days=89, hours=now.hour, minutes=now.minute)
+    outage = (now - timedelta(days=12), now - timedelta(days=12) + timedelta(hours=4))
+    while moment < now:
+        good = not outage[0] <= moment < outage[1]
+        latency = 0.4 if moment > now - timedelta(hours=1) else 0.05 + (moment.minute % 15) / 1000
+        accumulator.record("api", moment.timestamp(), good, latency)
+        moment += timedelta(minutes=5)
+    store = SqliteHistoryStore(state)
+    store.write(accumulator.drain(), now)
+    store.close()
