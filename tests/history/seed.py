@@ -3,6 +3,8 @@
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from aiohttp import web
+
 from monitor.history.aggregate import Accumulator
 from monitor.history.store import SqliteHistoryStore
 
@@ -20,3 +22,14 @@ def seed_history(state: Path, now: datetime) -> None:
     store = SqliteHistoryStore(state)
     store.write(accumulator.drain(), now)
     store.close()
+
+
+def healthy_target() -> web.Application:
+    """The checked service of a seeded state file: `GET /health` answers 200."""
+
+    async def healthy(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/health", healthy)
+    return app

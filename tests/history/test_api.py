@@ -11,13 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.daemon import Daemon
 from monitor.store import SqliteStore
 from tests.conftest import ServeApp
-from tests.history.seed import seed_history
+from tests.history.seed import healthy_target, seed_history
 from tests.net import LOOPBACK, free_port, running_daemon
 
 TOKEN = "ping-token-6f1c"
@@ -29,12 +28,7 @@ MakeDaemon = Callable[[bool], AbstractAsyncContextManager[Daemon]]
 async def make_daemon(tmp_path: Path, serve: ServeApp, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MakeDaemon]:
     monkeypatch.setenv("BACKUP_PING_TOKEN", TOKEN)
 
-    async def healthy(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/health", healthy)
-    target = await serve(app)
+    target = await serve(healthy_target())
     now = datetime.now(UTC)
     seed_history(tmp_path / "state.db", now)
     with SqliteStore(tmp_path / "state.db") as store:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from monitor.daemon import Daemon
 from monitor.model import Incident, Severity
 from monitor.store import SqliteStore
 from tests.conftest import ServeApp
-from tests.history.seed import seed_history
+from tests.history.seed import healthy_target, seed_history
 from tests.net import LOOPBACK, closed_port, free_port, running_daemon, wait_until
 
 CHROMIUM_FLAGS = (
@@ -42,12 +41,7 @@ def seed_incidents(state: Path, now: datetime) -> None:
 
 @pytest.fixture
 async def daemon(tmp_path: Path, serve: ServeApp) -> AsyncIterator[Daemon]:
-    async def healthy(_: web.Request) -> web.Response:
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/health", healthy)
-    target = await serve(app)
+    target = await serve(healthy_target())
     now = datetime.now(UTC)
     state = tmp_path / "state.db"
     seed_history(state, now)
