@@ -15,21 +15,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.plugin import (
     Clock,
+    Deployment,
     Duration,
     Incident,
     SecretEnv,
     Severity,
     TimelineEvent,
     format_duration,
+    incident_lines,
     register_header,
     register_secret,
+    runbook_actions,
     scrub,
+    utc_stamp,
 )
 
 __all__ = [
-    "Clock", "DeliveryError", "Duration", "Incident", "Notification", "NotificationKind", "SecretEnv", "Severity",
-    "Sink", "SinkConfig", "SinkContext", "TimelineEvent", "format_duration", "register_header", "register_secret",
-    "scrub",
+    "Clock", "DeliveryError", "Deployment", "Duration", "Incident", "Notification", "NotificationKind",
+    "SecretEnv", "Severity", "Sink", "SinkConfig", "SinkContext", "TimelineEvent", "format_duration",
+    "incident_lines", "register_header", "register_secret", "runbook_actions", "scrub", "utc_stamp",
 ]
 
 

@@ -7,13 +7,25 @@ from pathlib import Path
 
 import jinja2
 
-from alerting.base import Notification, NotificationKind
-from monitor.context.render import notification_lines
-from monitor.durations import format_duration
-from monitor.incident_log import utc_stamp
-from monitor.model import Incident, Severity
-from monitor.runbooks import runbook_actions
+from alerting.base import (
+    Incident,
+    Notification,
+    NotificationKind,
+    Severity,
+    format_duration,
+    incident_lines,
+    runbook_actions,
+    utc_stamp,
+)
 
+
+def notification_lines(notification: Notification) -> list[str]:
+    """The diagnosis context of an initial alert or of the first status update; nothing for other messages."""
+    incident = notification.incident
+    if notification.kind is NotificationKind.STATUS_UPDATE:
+        updates = sum(1 for event in incident.timeline if event.kind == "status_update")
+        return incident_lines(incident) if updates <= 1 else []
+    return incident_lines(incident) if notification.kind is NotificationKind.INITIAL else []
 
 @dataclass(frozen=True, slots=True)
 class RenderedMessage:

@@ -11,14 +11,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.clock import Clock
+from monitor.context.model import Deployment
+from monitor.context.render import incident_lines
 from monitor.durations import Duration, format_duration, parse_duration
+from monitor.incident_log import utc_stamp
 from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
+from monitor.runbooks import runbook_actions
 from monitor.scrub import register_header, register_secret, scrub
 from monitor.secrets import SecretEnv
 
 __all__ = [
-    "Clock", "Duration", "Finding", "Incident", "PluginGauge", "PluginMetrics", "SecretEnv", "Severity",
-    "Status", "TimelineEvent", "format_duration", "parse_duration", "register_header", "register_secret", "scrub",
+    "Clock", "Deployment", "Duration", "Finding", "Incident", "PluginGauge", "PluginMetrics", "SecretEnv",
+    "Severity", "Status", "TimelineEvent", "format_duration", "incident_lines", "parse_duration",
+    "register_header", "register_secret", "runbook_actions", "scrub", "utc_stamp",
 ]
 
 

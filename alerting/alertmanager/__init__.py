@@ -15,9 +15,17 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field, TypeAdapter
 from yarl import URL
 
-from alerting.base import Duration, Incident, Notification, NotificationKind, Severity, Sink, SinkConfig
+from alerting.base import (
+    Duration,
+    Incident,
+    Notification,
+    NotificationKind,
+    Severity,
+    Sink,
+    SinkConfig,
+    runbook_actions,
+)
 from alerting.http import Endpoint, post_json
-from monitor.runbooks import runbook_actions
 
 ALERTS_PATH = "/api/v2/alerts"
 EXPIRY_IN_INTERVALS = 4

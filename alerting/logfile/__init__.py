@@ -4,9 +4,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from alerting.base import Notification, Sink, SinkConfig
+from alerting.base import Notification, Sink, SinkConfig, utc_stamp
 from alerting.messages import render
-from monitor.incident_log import utc_stamp
 
 
 class LogFileSinkConfig(SinkConfig):

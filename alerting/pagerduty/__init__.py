@@ -8,10 +8,18 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from alerting.base import Incident, Notification, NotificationKind, SecretEnv, Severity, Sink, SinkConfig
+from alerting.base import (
+    Incident,
+    Notification,
+    NotificationKind,
+    SecretEnv,
+    Severity,
+    Sink,
+    SinkConfig,
+    incident_lines,
+    runbook_actions,
+)
 from alerting.http import Endpoint, post_json
-from monitor.context.render import incident_lines
-from monitor.runbooks import runbook_actions
 
 EVENTS_V2_URL = "https://events.pagerduty.com/v2/enqueue"
 MAX_SUMMARY_CHARS = 1024

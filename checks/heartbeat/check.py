@@ -3,11 +3,10 @@ server received (`/ping/{check}`), kept by the ledger."""
 
 from typing import ClassVar
 
-from checks.base import Check
+from checks.base import Check, Finding
 from checks.heartbeat.config import HeartbeatConfig
 from checks.heartbeat.judge import judge
 from checks.heartbeat.pings import PingLedger
-from monitor.model import Finding
 
 
 class HeartbeatCheck(Check[HeartbeatConfig]):

@@ -6,10 +6,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import Field, field_validator, model_validator
 
-from checks.base import CheckConfig
-from monitor.durations import Duration
-from monitor.model import Severity
-from monitor.secrets import SecretEnv
+from checks.base import CheckConfig, Duration, SecretEnv, Severity
 
 
 class HeartbeatConfig(CheckConfig):

@@ -12,10 +12,9 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
+from checks.base import Finding, Status, format_duration
 from checks.heartbeat.config import HeartbeatConfig
 from checks.heartbeat.pings import CheckPings, Ping, PingKind
-from monitor.durations import format_duration
-from monitor.model import Finding, Status
 
 MISSED, FAILED, LATE = "missed", "failed", "late"
 LOG_LINES_SHOWN = 10

@@ -1,7 +1,7 @@
-"""The context as text: the lines under the "Diagnosis" heading of the initial alert, the
-first status update, the post-mortem draft and the status page, and the one timeline entry."""
+"""The context as text: the lines under the "Diagnosis" heading of the initial alert and the
+first status update (`alerting.messages.notification_lines` picks which), the post-mortem
+draft and the status page, and the one timeline entry."""
 
-from alerting.base import Notification, NotificationKind
 from monitor.context.model import IncidentContext
 from monitor.context.railway.parse import finished, railway_lines
 from monitor.context.sentry.parse import sentry_lines
@@ -9,15 +9,6 @@ from monitor.context.text import relative
 from monitor.model import Incident, Severity
 
 _SUGGESTING = (Severity.P1, Severity.P2)
-
-
-def notification_lines(notification: Notification) -> list[str]:
-    """The context of an initial alert or of the first status update; nothing for other messages."""
-    incident = notification.incident
-    if notification.kind is NotificationKind.STATUS_UPDATE:
-        updates = sum(1 for event in incident.timeline if event.kind == "status_update")
-        return incident_lines(incident) if updates <= 1 else []
-    return incident_lines(incident) if notification.kind is NotificationKind.INITIAL else []
 
 
 def incident_lines(incident: Incident) -> list[str]:

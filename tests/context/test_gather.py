@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 
 from alerting.base import NotificationKind
+from alerting.messages import notification_lines
 from alerting.pagerduty import event_payload
 from monitor.context.config import ContextSection
 from monitor.context.gather import ContextGatherer
 from monitor.context.model import IncidentContext
-from monitor.context.render import incident_lines, notification_lines, timeline_text
+from monitor.context.render import incident_lines, timeline_text
 from monitor.model import Incident, Severity, TimelineEvent
 from tests.alerting_helpers import incident as make_incident
 from tests.alerting_helpers import notification
