@@ -115,8 +115,9 @@ class _CheckState:
     def memory(self, failure_threshold: int) -> str:
         """The check's memory as the store keeps it (JSON)."""
         streaks = {
-            code: [failures, successes, first.isoformat() if first else None]
-            for code, failures, successes, first in self.essence(failure_threshold)[0]  # type: ignore[misc]
+            code: [min(streak.failures, failure_threshold), streak.successes,
+                   streak.first_failure_at.isoformat() if streak.first_failure_at else None]
+            for code, streak in sorted(self.streaks.items())
         }
         history, flapping = self.flap.snapshot()
         return json.dumps({"streaks": streaks, "flap": "".join("1" if run else "0" for run in history),
@@ -673,6 +674,7 @@ class IncidentCore:
     ) -> list[IncidentEvent]:
         """Store an incident's context once, with one timeline entry, and the `earlier` events
         (changes before it opened) in time order; nothing when already attached."""
+        self._now = now
         incident = self.live(found)
         if incident.context is not None:
             return []
@@ -693,6 +695,8 @@ class IncidentCore:
         """Incidents another writer opened first under the same key stand for the ones this core
         opened (RecordOutcome.adopted, keyed by this core's ids)."""
         for mine, theirs in adopted.items():
+            if theirs.id == mine:
+                continue  # this core's own incident, written by an earlier attempt
             incident = self._open.get(theirs.key)
             if incident is not None and incident.id == mine:
                 self._remove_open(incident)

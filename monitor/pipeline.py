@@ -25,7 +25,7 @@ batch that releases them; a crash in between is covered at the next start by
 `epoch` gives the leadership epoch stamped on every change (issue 14's fencing; None for
 a store no replica shares)."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from itertools import chain
 
@@ -155,7 +155,11 @@ class Pipeline:
         """Events `route` held, handed back: their notifications are recorded and go out."""
         await self.recorder.record(self.incidents.take_change(), [], self.notifier.publish(events))
 
-    async def _record(self, change: StateChange, events: list[IncidentEvent], also: list[Outgoing] = ()) -> None:
+    async def _record(
+        self, change: StateChange, events: list[IncidentEvent], also: Iterable[Outgoing] = ()
+    ) -> None:
+        """The heard events through `route` and the notifier, then the recorder, with `also`
+        (notifications released now) in the same transaction."""
         heard = [event for event in events if event.heard]
         outgoing = self.notifier.publish(self.route(heard)) if heard else []
         outcome = await self.recorder.record(change, events, list(chain(outgoing, also)))

@@ -1,16 +1,20 @@
 """The recorder's promise: a batch of decisions is written whole or not at all, the changes a
-failing store refused are written together once it takes writes again, and a check's
-half-counted streak survives a restart."""
+failing store refused are written together once it takes writes again, a check's
+half-counted streak survives a restart, and every change carries the leadership epoch."""
 
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from monitor.config import load_config
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity
+from monitor.pipeline import Pipeline
+from monitor.runner import RunResult
 from monitor.sqlite_file import SqliteFile
-from monitor.store import CheckMemory, OutboxEntry, StateChange
+from monitor.sqlite_store import SqliteStore
+from monitor.store import CheckMemory, OutboxEntry, RecordOutcome, StateChange
 from monitor.store_guard import GuardedStore
 from tests.fakes import START, FakeClock
 from tests.incident_harness import DOWN, Harness, http_check, write_config
@@ -86,4 +90,43 @@ async def test_a_restart_keeps_a_check_at_one_of_two_failures(tmp_path: Path, fa
     assert [r.kind.value for r in harness.sinks["oncall"].received] == ["initial"]
     (incident,) = harness.manager.open_incidents
     assert incident.failing_runs == 2
+    await harness.close()
+
+
+async def test_every_change_carries_the_epoch_the_pipeline_is_given(tmp_path: Path, fake_clock: FakeClock) -> None:
+    config = load_config(write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("oncall",)))
+    inner = await SqliteStore.open(config.monitor.state_path)
+    epochs: list[int | None] = []
+    record = inner.record
+
+    async def recorded(change: StateChange) -> RecordOutcome:
+        epochs.append(change.epoch)
+        return await record(change)
+
+    inner.record = recorded  # type: ignore[method-assign]
+    store = GuardedStore(inner, MonitorMetrics(), fake_clock)
+    pipeline = await Pipeline.open(config, store, {}, MonitorMetrics(), fake_clock, None, epoch=lambda: 7)
+    await pipeline.on_result(RunResult("api", [DOWN], 0.0))
+    await pipeline.acknowledge(1, "alice", "")
+    assert epochs == [7, 7]
+    await pipeline.close(grace=0)
+    await store.close()
+
+
+async def test_an_incident_another_writer_opened_first_is_adopted_and_not_paged_twice(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    path = write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("oncall",))
+    harness = await Harness.open(path, fake_clock)
+    theirs = Incident(id=5, check="api", code="down", severity=Severity.P1, opened_at=START, summary="down",
+                      impact="all", paged_at=START)
+    with SqliteFile(harness.config.monitor.state_path) as other_writer:
+        other_writer.record(StateChange(opened=[theirs]))
+
+    await harness.observe("api", [DOWN])
+
+    assert harness.sinks["oncall"].received == [], "the other writer pages it"
+    assert [incident.id for incident in harness.manager.open_incidents] == [5]
+    assert [incident.id for incident in await harness.store.open_incidents()] == [5]
+    assert not Path(harness.config.monitor.incident_log).exists()
     await harness.close()
