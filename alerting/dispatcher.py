@@ -15,6 +15,7 @@ delivered. The store may fail (a full disk): the dispatcher is handed a guarded 
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -110,6 +111,7 @@ class Dispatcher:
         self._queues: dict[str, SinkQueue] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._shed_logged_at: dict[str, float] = {}
+        self._recording: set[asyncio.Task[None]] = set()
         self.replace_sinks(sinks)
 
     @property
@@ -198,6 +200,8 @@ class Dispatcher:
     async def idle(self) -> None:
         """Wait until every queued notification is delivered or given up, its outcome recorded."""
         await asyncio.gather(*(queue.join() for queue in self._queues.values()))
+        while self._recording:
+            await asyncio.gather(*self._recording)
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` for queued notifications, then stop the workers."""
@@ -245,7 +249,7 @@ class Dispatcher:
                     async with asyncio.timeout(sink.config.timeout + _SAFETY_MARGIN_SECONDS):
                         await sink.send(notification)
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            await self._finish(sink, batch, "dead", _describe(exc))
+            self._finish(sink, batch, "dead", _describe(exc))
             log.error(
                 "notification.dead",
                 sink=sink.name,
@@ -254,19 +258,29 @@ class Dispatcher:
                 error=_describe(exc),
             )
             return
-        await self._finish(sink, batch, "sent")
+        self._finish(sink, batch, "sent")
         age = (self._clock.now() - notification.created_at).total_seconds()
         self._metrics.notification_delivery.labels(sink=sink.name).observe(max(age, 0.0))
         log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value,
                  incidents=len(batch))
 
-    async def _finish(
-        self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None
-    ) -> None:
-        """Record the outcome for every notification the message carried (a grouped one, each)."""
-        for item in batch:
-            await self._store.finish(item.id, sink.name, state, self._clock.now(), error)
+    def _finish(self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None) -> None:
+        """Count the outcome and have it recorded for every notification the message carried (a
+        grouped one, each), while the sink's worker goes on to the next: the store's writes keep
+        their order, and `idle` waits for them."""
         self._metrics.notifications.labels(sink=sink.name, result=state).inc(len(batch))
+        recording = asyncio.create_task(self._record_outcome(sink.name, batch, state, self._clock.now(), error))
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+
+    async def _record_outcome(
+        self, sink: str, batch: list[Notification], state: DeliveryState, at: datetime, error: str | None
+    ) -> None:
+        try:
+            for item in batch:
+                await self._store.finish(item.id, sink, state, at, error)
+        except Exception:  # a store that raises (unguarded) costs the record, never the delivery
+            log.exception("notification.outcome_not_recorded", sink=sink, notification=batch[0].id)
 
     async def _attempt_failed(self, sink: Sink, batch: list[Notification], state: RetryCallState) -> None:
         self._metrics.notifications.labels(sink=sink.name, result="failed").inc()

@@ -515,6 +515,11 @@ class IncidentCore:
             self._in_change.add(incident.id)
             self._change.saved.append(incident)
 
+    @property
+    def changed(self) -> bool:
+        """Whether the decisions since the last `take_change` changed anything to write."""
+        return bool(self._change)
+
     def take_change(self) -> StateChange:
         """What the decisions since the last call changed, for the store to write in one transaction."""
         change, self._change = self._change, StateChange()

@@ -148,8 +148,10 @@ class Pipeline:
         await self._record(self.incidents.take_change(), events, self.notifier.flush(now=flush_now))
 
     async def commit(self, events: list[IncidentEvent]) -> None:
-        """Record what the incident core decided, with the notifications of `events` that go out now."""
-        await self._record(self.incidents.take_change(), events)
+        """Record what the incident core decided, with the notifications of `events` that go out
+        now; a run that changed nothing (the common case) costs nothing more."""
+        if events or self.incidents.changed:
+            await self._record(self.incidents.take_change(), events)
 
     async def release(self, events: list[IncidentEvent]) -> None:
         """Events `route` held, handed back: their notifications are recorded and go out."""
