@@ -179,6 +179,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             ),
         ),
     ),
+    Migration(
+        6,
+        "each check's threshold streaks and flapping memory",
+        (
+            """CREATE TABLE IF NOT EXISTS check_memories (
+                check_name TEXT PRIMARY KEY,
+                document TEXT NOT NULL
+            ) WITHOUT ROWID""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

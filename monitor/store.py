@@ -1,16 +1,20 @@
-"""The state store: incidents and the notification outbox, so that both survive a restart.
-SQLite by default; anything with the `StateStore` shape can replace it. Opening the file
-brings its schema to the current version (`monitor.migrations`)."""
+"""The state store's contract: what the daemon keeps so that it survives a restart (incidents
+and their timelines, the notification outbox, acknowledgements left by the CLI, silences, and
+each check's threshold streaks and flapping memory), behind one async interface with two
+implementations: SQLite, the embedded default (`monitor.sqlite_store`), and PostgreSQL
+(`monitor.postgres_store`). The contract suite (tests/store_contract/) runs on both.
+
+Every call is a coroutine and none blocks the event loop for more than a few milliseconds.
+A state change decided by the incident core is written by `record` in one transaction:
+the incidents it opens and changes, the outbox rows of the notifications it sends, the
+acknowledgement requests it applied, and the check memories it changed. A crash before
+the commit loses the whole change, never half of it."""
 
 import asyncio
-import os
-import sqlite3
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal, Protocol
 
-from monitor.migrations import SchemaTooNew, apply_migrations, schema_version
 from monitor.model import Incident
 
 DeliveryState = Literal["pending", "sent", "dead", "shed"]
@@ -61,307 +65,172 @@ _DELIVERY_COLUMNS = (
 
 
 class StoreError(Exception):
-    """The state store cannot be opened; the message names the path and the cause."""
+    """The state store cannot be opened (missing, corrupt, refused, too new): one line that
+    names the file or the database (never a password) and the cause."""
 
 
-def _damage(db: sqlite3.Connection) -> str | None:
-    """SQLite's own integrity check (about 75 ms for 50 MB): the first problem it finds, if any."""
-    report = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-    if report == "ok":
-        return None
-    lines = [line for line in report.splitlines() if not line.startswith("***")]
-    return f"database disk image is malformed ({lines[0] if lines else report})"
+class StoreUnavailable(Exception):
+    """A call failed because the store cannot be reached or written right now (a full disk,
+    an I/O error, a lost connection that retries did not bring back); `GuardedStore`
+    counts it and keeps the write for later."""
 
 
-def _corrupt(path: Path, cause: str) -> str:
-    return f"state store {path} is corrupt: {cause}; move it away to start with an empty one"
+class StaleEpoch(Exception):
+    """A write carried a leadership epoch that is no longer the current one: nothing was
+    written, and the replica that sent it must step down (issue 14)."""
 
 
-def _open_error(path: Path, exc: sqlite3.DatabaseError) -> str:
-    """One line naming the path and the cause: SQLite says only 'unable to open database file'."""
-    if not isinstance(exc, sqlite3.OperationalError):
-        return _corrupt(path, str(exc))  # "file is not a database", "database disk image is malformed"
-    directory = path.parent
-    if os.statvfs(directory).f_flag & os.ST_RDONLY:
-        cause = f"{directory} is on a read-only file system"
-    elif not os.access(directory, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
-        cause = f"permission denied ({exc})"
-    else:
-        cause = str(exc)
-    return f"cannot open the state store {path}: {cause}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One notification for one sink, recorded before it is attempted."""
+
+    notification_id: str
+    sink: str
+    incident_id: int
+    kind: str
+    document: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckMemory:
+    """What the incident core must remember about one check across a restart or a change of
+    leader: its threshold streaks per code and its flapping history, as the core's own JSON
+    document (the store does not read it)."""
+
+    check: str
+    document: str
+
+
+@dataclass(slots=True)
+class StateChange:
+    """One batch of the incident core's decisions, as `record` writes it in one transaction."""
+
+    opened: list[Incident] = field(default_factory=list)
+    """New incidents, each with the id the core gave it (`next_incident_id`)."""
+    saved: list[Incident] = field(default_factory=list)
+    """Incidents already recorded, in their new state."""
+    outbox: list[OutboxEntry] = field(default_factory=list)
+    acknowledgements_applied: list[int] = field(default_factory=list)
+    """`Acknowledgement.seq` of the requests applied."""
+    memories: list[CheckMemory] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
+    """Checks whose memory goes (removed from the config)."""
+    epoch: int | None = None
+    """The leadership epoch the change was decided under; None for a store no replica shares
+    (SQLite). A store that sees a newer epoch writes nothing and raises StaleEpoch."""
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.opened or self.saved or self.outbox or self.acknowledgements_applied
+            or self.memories or self.forgotten
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOutcome:
+    """What `record` found: for each opened incident whose key already had an open incident
+    (another writer opened it first; a unique index keeps one open incident per key), that
+    incident, which the caller adopts in place of its own. The rest of the change is written."""
+
+    adopted: dict[int, Incident] = field(default_factory=dict)
+    """Keyed by the id the caller gave the incident it opened."""
 
 
 class StateStore(Protocol):
-    def create_incident(self, incident: Incident) -> Incident:
-        """Persist a new incident and return its key's open incident: this one with its id,
-        or the one already open under that key (another writer opened it first; at most one
-        incident per key is open, a unique index sees to it), which the caller adopts."""
+    """The async state store. Implementations: monitor.sqlite_store.SqliteStore and
+    monitor.postgres_store.PostgresStore; the contract suite is tests/store_contract/."""
+
+    display: str
+    """Where the state is, for messages and /readyz: a path, or a DSN without its password."""
+
+    # The incident core's changes
+
+    async def record(self, change: StateChange) -> RecordOutcome:
+        """Write `change` in one transaction (nothing of it when it fails)."""
         ...
 
-    def save_incident(self, incident: Incident) -> None: ...
-
-    def save_incidents(self, incidents: list[Incident]) -> None:
-        """Save several incidents in one transaction."""
+    async def last_incident_id(self) -> int:
+        """The highest incident id ever recorded (0 for an empty store): the core numbers on from it."""
         ...
 
-    def get_incident(self, incident_id: int) -> Incident | None: ...
+    async def check_memories(self) -> list[CheckMemory]: ...
 
-    def open_incidents(self) -> list[Incident]: ...
+    # Incidents
 
-    def recent_incidents(self, limit: int = 100) -> list[Incident]:
+    async def get_incident(self, incident_id: int) -> Incident | None: ...
+
+    async def open_incidents(self) -> list[Incident]:
+        """Oldest first."""
+        ...
+
+    async def recent_incidents(self, limit: int = 100) -> list[Incident]:
         """Open and resolved incidents, newest first."""
         ...
 
-    def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
-                created_at: datetime) -> bool:
-        """Record a delivery before it is attempted; False when it was already recorded."""
+    # The outbox
+
+    async def enqueue(self, entries: list[OutboxEntry]) -> list[bool]:
+        """Record deliveries outside a `record` (a grouped or re-sent notification); for each,
+        False when it was already recorded."""
         ...
 
-    def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None: ...
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None: ...
 
-    def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-               error: str | None = None) -> None:
+    async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
+                     error: str | None = None) -> None:
         """Record the final attempt and its outcome."""
         ...
 
-    def pending_deliveries(self) -> list[Delivery]:
+    async def pending_deliveries(self) -> list[Delivery]:
         """Deliveries not yet sent nor given up, oldest first."""
         ...
 
-    def deliveries_for(self, incident_id: int) -> list[Delivery]: ...
+    async def deliveries_for(self, incident_id: int) -> list[Delivery]: ...
 
-    def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
-        """Leave an acknowledgement for the daemon to apply (the CLI's way in)."""
-        ...
+    # Acknowledgements left by the CLI, the API or Slack for the daemon to apply
 
-    def unapplied_acknowledgements(self) -> list[Acknowledgement]: ...
+    async def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None: ...
 
-    def mark_acknowledgement_applied(self, seq: int) -> None: ...
+    async def unapplied_acknowledgements(self) -> list[Acknowledgement]: ...
 
-    def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence: ...
+    # Silences
 
-    def silences(self, now: datetime) -> list[Silence]:
+    async def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence: ...
+
+    async def silences(self, now: datetime) -> list[Silence]:
         """Silences not removed and not yet over at `now`."""
         ...
 
-    def remove_silence(self, silence_id: int) -> bool: ...
+    async def remove_silence(self, silence_id: int) -> bool: ...
 
-    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
+    # Housekeeping
+
+    async def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
         """Delete up to `limit` finished outbox rows and resolved incidents older than
         `before`; how many rows went (call again while it returns `limit`)."""
         ...
 
-    def checkpoint(self) -> None:
-        """Fold the write-ahead log back into the database file, so that neither grows unbounded."""
+    async def checkpoint(self) -> None:
+        """SQLite: fold the write-ahead log back into the file. PostgreSQL: nothing."""
         ...
 
-    def close(self) -> None: ...
+    async def schema_version(self) -> int: ...
+
+    async def close(self) -> None: ...
 
 
 async def prune_expired(store: StateStore, before: datetime) -> int:
     """Delete finished deliveries and resolved incidents older than `before`, a small batch
-    at a time so that checks and deliveries go on between batches, then checkpoint the
-    write-ahead log; how many rows went."""
+    at a time so that checks and deliveries go on between batches, then checkpoint; how many
+    rows went."""
     pruned = 0
-    while (batch := store.prune(before, PRUNE_BATCH)) > 0:
+    while (batch := await store.prune(before, PRUNE_BATCH)) > 0:
         pruned += batch
         await asyncio.sleep(0)
         if batch < PRUNE_BATCH:
             break
-    store.checkpoint()
+    await store.checkpoint()
     return pruned
-
-
-class SqliteStore:
-    """One SQLite file in WAL mode, so the CLI can read while the daemon writes."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the state store's directory {self.path.parent}: {exc.strerror}") from None
-        try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, timeout=5.0)
-            # Durable across a crash of the process; a power loss may cost the last commits.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            damage = _damage(self._db)
-            if damage is None:
-                self.migrated = apply_migrations(self._db)
-                """The migrations this open applied (none when the file was up to date)."""
-                # After the migrations: a file refused for its version is left as it was.
-                self._db.execute("PRAGMA journal_mode=WAL")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(_open_error(self.path, exc)) from None
-        except SchemaTooNew as exc:
-            self._db.close()
-            raise StoreError(f"cannot use the state store {self.path}: {exc}") from None
-        if damage is not None:
-            self._db.close()
-            raise StoreError(_corrupt(self.path, damage))
-
-    @property
-    def schema_version(self) -> int:
-        return schema_version(self._db)
-
-    def create_incident(self, incident: Incident) -> Incident:
-        # An incident that already has an id was opened while the store could not write,
-        # and is written now under the id it was given then (unless that write got through).
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO incidents (id, key, state, opened_at, document) VALUES (?, ?, ?, ?, '')",
-                (incident.id or None, incident.key, incident.state, incident.opened_at.isoformat()),
-            )
-            if cursor.rowcount == 1:
-                stored = incident if incident.id else incident.model_copy(update={"id": cursor.lastrowid})
-                self.save_incident(stored)
-            else:
-                stored = self._already_written(incident)
-            self._db.execute("COMMIT")
-        except BaseException:
-            if self._db.in_transaction:
-                self._db.rollback()
-            raise
-        return stored
-
-    def _already_written(self, incident: Incident) -> Incident:
-        """The incident that kept `incident` from being inserted: its key's open incident
-        (another writer opened it first), else the row written under its id."""
-        row = self._db.execute(
-            "SELECT document FROM incidents WHERE key = ? AND state = 'open'", (incident.key,)
-        ).fetchone() or self._db.execute("SELECT document FROM incidents WHERE id = ?", (incident.id,)).fetchone()
-        return Incident.model_validate_json(row[0])
-
-    def save_incident(self, incident: Incident) -> None:
-        self._db.execute(
-            "UPDATE incidents SET state = ?, document = ? WHERE id = ?",
-            (incident.state, incident.model_dump_json(), incident.id),
-        )
-
-    def save_incidents(self, incidents: list[Incident]) -> None:
-        with self._db:
-            self._db.execute("BEGIN")
-            self._db.executemany(
-                "UPDATE incidents SET state = ?, document = ? WHERE id = ?",
-                [(incident.state, incident.model_dump_json(), incident.id) for incident in incidents],
-            )
-
-    def get_incident(self, incident_id: int) -> Incident | None:
-        row = self._db.execute("SELECT document FROM incidents WHERE id = ?", (incident_id,)).fetchone()
-        return Incident.model_validate_json(row[0]) if row else None
-
-    def open_incidents(self) -> list[Incident]:
-        rows = self._db.execute("SELECT document FROM incidents WHERE state = 'open' ORDER BY id").fetchall()
-        return [Incident.model_validate_json(row[0]) for row in rows]
-
-    def recent_incidents(self, limit: int = 100) -> list[Incident]:
-        rows = self._db.execute("SELECT document FROM incidents ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [Incident.model_validate_json(row[0]) for row in rows]
-
-    def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
-                created_at: datetime) -> bool:
-        cursor = self._db.execute(
-            "INSERT OR IGNORE INTO outbox (notification_id, sink, incident_id, kind, document, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (notification_id, sink, incident_id, kind, document, created_at.isoformat()),
-        )
-        return cursor.rowcount == 1
-
-    def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
-        self._db.execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE notification_id = ? AND sink = ?",
-            (error, notification_id, sink),
-        )
-
-    def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-               error: str | None = None) -> None:
-        self._db.execute(
-            "UPDATE outbox SET state = ?, finished_at = ?, last_error = COALESCE(?, last_error),"
-            " attempts = attempts + 1 WHERE notification_id = ? AND sink = ?",
-            (state, at.isoformat(), error, notification_id, sink),
-        )
-
-    def pending_deliveries(self) -> list[Delivery]:
-        return self._deliveries("WHERE state = 'pending' ORDER BY seq", ())
-
-    def deliveries_for(self, incident_id: int) -> list[Delivery]:
-        return self._deliveries("WHERE incident_id = ? ORDER BY seq", (incident_id,))
-
-    def _deliveries(self, where: str, parameters: tuple[object, ...]) -> list[Delivery]:
-        rows = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM outbox {where}", parameters).fetchall()
-        return [
-            Delivery(
-                notification_id=row[0], sink=row[1], incident_id=row[2], kind=row[3], document=row[4],
-                state=row[5], attempts=row[6], created_at=datetime.fromisoformat(row[7]),
-                finished_at=datetime.fromisoformat(row[8]) if row[8] else None, last_error=row[9],
-            )
-            for row in rows
-        ]
-
-    def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
-        self._db.execute(
-            "INSERT INTO acknowledgements (incident_id, at, by, note) VALUES (?, ?, ?, ?)",
-            (incident_id, at.isoformat(), by, note),
-        )
-
-    def unapplied_acknowledgements(self) -> list[Acknowledgement]:
-        rows = self._db.execute(
-            "SELECT seq, incident_id, at, by, note FROM acknowledgements WHERE applied = 0 ORDER BY seq"
-        ).fetchall()
-        return [Acknowledgement(row[0], row[1], datetime.fromisoformat(row[2]), row[3], row[4]) for row in rows]
-
-    def mark_acknowledgement_applied(self, seq: int) -> None:
-        self._db.execute("UPDATE acknowledgements SET applied = 1 WHERE seq = ?", (seq,))
-
-    def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence:
-        cursor = self._db.execute(
-            "INSERT INTO silences (check_name, starts_at, ends_at, reason) VALUES (?, ?, ?, ?)",
-            (check, starts_at.isoformat(), ends_at.isoformat(), reason),
-        )
-        assert cursor.lastrowid is not None
-        return Silence(cursor.lastrowid, check, starts_at, ends_at, reason)
-
-    def silences(self, now: datetime) -> list[Silence]:
-        rows = self._db.execute(
-            "SELECT id, check_name, starts_at, ends_at, reason FROM silences WHERE removed = 0 ORDER BY id"
-        ).fetchall()
-        found = [
-            Silence(row[0], row[1], datetime.fromisoformat(row[2]), datetime.fromisoformat(row[3]), row[4])
-            for row in rows
-        ]
-        return [silence for silence in found if silence.ends_at > now]
-
-    def remove_silence(self, silence_id: int) -> bool:
-        cursor = self._db.execute("UPDATE silences SET removed = 1 WHERE id = ? AND removed = 0", (silence_id,))
-        return cursor.rowcount == 1
-
-    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
-        # Seconds precision without a zone: compares as text with both the outbox's
-        # isoformat() and the incident documents' JSON timestamps (all UTC).
-        cutoff = before.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        outbox = self._db.execute(
-            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE state != 'pending'"
-            " AND finished_at < ? LIMIT ?)",
-            (cutoff, limit),
-        ).rowcount
-        incidents = self._db.execute(
-            "DELETE FROM incidents WHERE id IN (SELECT id FROM incidents WHERE state = 'resolved'"
-            " AND json_extract(document, '$.resolved_at') < ? LIMIT ?)",
-            (cutoff, limit),
-        ).rowcount
-        if incidents:  # what other features keep about an incident goes with it
-            self._db.execute("DELETE FROM slack_threads WHERE incident_id NOT IN (SELECT id FROM incidents)")
-        return max(outbox, incidents)
-
-    def checkpoint(self) -> None:
-        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self) -> "SqliteStore":
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
