@@ -51,10 +51,11 @@ CONNECTION_LOST = (
     asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
     asyncpg.AdminShutdownError,  # 57P01: pg_terminate_backend, a fast shutdown
     asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,  # 53300: no connection slot free right now
     asyncpg.InterfaceError,  # the connection was closed under the call
     asyncpg.InternalClientError,  # a connection left in the middle of an operation by a lost server
 )
-"""What a lost connection or a server going away raises: tried again on a fresh connection."""
+"""What a lost connection, a server going away or a full server raises: tried again on a fresh connection."""
 
 APPLICATION_NAME = "health-monitor state"
 

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from monitor.migrations import Migration
 from monitor.model import Incident
 from monitor.sqlite_file import SqliteFile
 from monitor.store import (
@@ -43,7 +44,7 @@ class SqliteStore:
         return cls(file)
 
     @property
-    def migrated(self) -> list[object]:
+    def migrated(self) -> list[Migration]:
         return list(self.file.migrated)
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:

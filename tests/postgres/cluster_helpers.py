@@ -29,15 +29,16 @@ from tests.postgres.pg_server import APP, Server
 
 
 @asynccontextmanager
-async def fresh_database(server: Server) -> AsyncIterator[str]:
+async def fresh_database(server: Server, migrated: bool = True) -> AsyncIterator[str]:
     """A new database owned by the app role, at the state store's schema (which holds the
-    cluster's tables); its DSN; dropped (sessions and all) afterwards."""
-    name = f"hm_cluster_{uuid4().hex[:10]}"
+    cluster's tables) unless not `migrated`; its DSN; dropped (sessions and all) afterwards."""
+    name = f"hm_test_{uuid4().hex[:10]}"
     admin = await asyncpg.connect(server.admin_dsn, timeout=10)
     try:
         await admin.execute(f"CREATE DATABASE {name} OWNER {APP.name}")
         dsn = server.role_dsn(APP, name)
-        await migrate(dsn)
+        if migrated:
+            await migrate(dsn)
         yield dsn
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
