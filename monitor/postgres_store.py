@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from monitor.cluster.sql import HOLDS_EPOCH, LEASE_NAME
 from monitor.migrations import Migration, SchemaTooNew
@@ -43,6 +44,8 @@ from monitor.store import (
 )
 
 T = TypeVar("T")
+
+log = structlog.get_logger("monitor.postgres_store")
 
 CONNECTION_LOST = (
     OSError,
@@ -128,6 +131,7 @@ class PostgresStore:
                 retry=retry_if_exception_type(CONNECTION_LOST),
                 stop=stop_after_delay(policy.give_up_after),
                 wait=wait_exponential(multiplier=policy.first_wait, max=policy.max_wait),
+                before_sleep=self._retrying,
                 reraise=True,
             ):
                 with attempt:
@@ -136,6 +140,15 @@ class PostgresStore:
         except (*CONNECTION_LOST, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(f"state store {self.display}: {_describe(exc)}") from exc
         raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    def _retrying(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "state_store.retrying",
+            store=self.display,
+            attempt=state.attempt_number,
+            error=_describe(error) if error is not None else None,
+        )
 
     # The incident core's changes
 
