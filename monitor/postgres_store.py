@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from monitor.cluster.sql import HOLDS_EPOCH, LEASE_NAME
 from monitor.migrations import Migration, SchemaTooNew
@@ -91,6 +98,8 @@ class PostgresStore:
         self.migrated = migrated
         """The migrations this open applied (none when the database was up to date)."""
         self._reconnect = reconnect
+        self._unreachable = False
+        """The last call gave up on a lost connection."""
 
     @classmethod
     async def open(
@@ -124,22 +133,28 @@ class PostgresStore:
         return cls(pool, display, reconnect, migrated)
 
     async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """`work` on a pooled connection, tried again on a fresh one while the connection is lost."""
+        """`work` on a pooled connection, tried again on a fresh one while the connection is lost.
+        Once a call gave up, the next ones try once each until one gets through: an outage
+        then costs each call one attempt, not `give_up_after`."""
         policy = self._reconnect
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(CONNECTION_LOST),
-                stop=stop_after_delay(policy.give_up_after),
+                stop=stop_after_attempt(1) if self._unreachable else stop_after_delay(policy.give_up_after),
                 wait=wait_exponential(multiplier=policy.first_wait, max=policy.max_wait),
                 before_sleep=self._retrying,
                 reraise=True,
             ):
                 with attempt:
                     async with asyncio.timeout(policy.timeout), self.pool.acquire() as connection:
-                        return await work(connection)
-        except (*CONNECTION_LOST, asyncpg.PostgresError) as exc:
+                        result = await work(connection)
+            self._unreachable = False
+            return result
+        except CONNECTION_LOST as exc:
+            self._unreachable = True
             raise StoreUnavailable(f"state store {self.display}: {_describe(exc)}") from exc
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+        except asyncpg.PostgresError as exc:
+            raise StoreUnavailable(f"state store {self.display}: {_describe(exc)}") from exc
 
     def _retrying(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None

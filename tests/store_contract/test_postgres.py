@@ -100,6 +100,10 @@ async def test_a_stopped_server_is_reported_after_the_retries_and_the_store_work
         message = str(failed.value)
         assert message.startswith(f"state store {brief.display}: ") and "\n" not in message
         assert APP.password not in message and "@" not in message  # no user:password@
+        # Having given up once, the store tries each call once until one gets through.
+        with capture_logs() as logs, pytest.raises(StoreUnavailable):
+            await brief.open_incidents()
+        assert logs == []
 
         # A call made while the server is down waits for it (within give_up_after) and succeeds.
         with capture_logs() as logs:
