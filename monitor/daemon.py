@@ -38,7 +38,8 @@ from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
-from monitor.store import Silence, SqliteStore, prune_expired
+from monitor.store import Silence, prune_expired
+from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
@@ -139,8 +140,8 @@ class Daemon:
         async with AsyncExitStack() as stack:
             stack.callback(self._stopped)
             path = self.config.monitor.state_path
-            self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
-            stack.callback(self.store.close)
+            self.store = GuardedStore(await open_state_store(self.config.monitor), self.metrics, self.clock)
+            stack.push_async_callback(self.store.close)
             self.http = http_session(self.config.monitor.concurrency)
             stack.push_async_callback(self.http.close)
             self.heartbeats = SqlitePingLedger(path)
@@ -149,14 +150,14 @@ class Daemon:
             stack.callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
             sinks = self._build_sinks(self.config)
-            self.pipeline = Pipeline(self.config, self.store, sinks, self.metrics, self.clock, self.http)
+            self.pipeline = await Pipeline.open(self.config, self.store, sinks, self.metrics, self.clock, self.http)
             stack.push_async_callback(self._close_pipeline)
             self.incidents = self.pipeline.incidents
             self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
-            self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
+            self.context = ContextService(self.config, self.pipeline, self.http, self.clock)
             stack.push_async_callback(self.context.close)
-            self.pipeline.route = self.context.publish
-            self.pipeline.announce_unannounced()
+            self.pipeline.route = self.context.route
+            await self.pipeline.announce_unannounced()
             self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
             cluster_metrics = ClusterMetrics(self.metrics.shared)
             self.cluster = SingleProcess(self.config.monitor.node_name, path, self.clock, cluster_metrics)
@@ -254,7 +255,7 @@ class Daemon:
             await self._start_check(check, new)
         self.dispatcher.replace_sinks(sinks)
         self.context.update_config(new)
-        self.pipeline.update_config(new)
+        await self.pipeline.update_config(new)
         for key in ("listen", "duration_metric", "duration_buckets"):
             if getattr(new.server, key) != getattr(old.server, key):
                 log.warning("config.reload_needs_restart", key=f"server.{key}", running=getattr(old.server, key))
@@ -287,10 +288,8 @@ class Daemon:
             for name, sink_config in config.sinks.items()
         }
 
-    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
-        incident, events = self.incidents.acknowledge(incident_id, by, note)
-        self.pipeline.publish(events)
-        return incident
+    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
+        return await self.pipeline.acknowledge(incident_id, by, note)
 
     @property
     def api_token(self) -> str | None:
@@ -306,8 +305,8 @@ class Daemon:
     async def _tick_forever(self) -> None:
         while True:
             try:
-                self.context.apply_recorded_actions()
-                self.pipeline.tick()
+                await self.context.apply_recorded_actions()
+                await self.pipeline.tick()
                 self._refresh_due_sinks()
             except Exception:
                 log.exception("incidents.tick_failed")
@@ -378,8 +377,9 @@ class Daemon:
         await asyncio.gather(*running, return_exceptions=True)
 
     def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
-        """What history sets apart from uptime, read once per flush."""
-        return self.store.silences(self.clock.now()), self.config.settings.maintenance
+        """What history sets apart from uptime, read once per flush (the silences as of the last tick)."""
+        silences = self.pipeline.incidents.silences if hasattr(self, "pipeline") else []
+        return silences, self.config.settings.maintenance
 
     async def _flush_history(self) -> None:
         """The runs since the last flush, written before the state file closes."""

@@ -44,7 +44,7 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
         except ValueError as exc:
             return _error(400, f"not a Railway deployment webhook: {exc}")
         try:
-            noted = daemon.context.record_change(change)
+            noted = await daemon.context.record_change(change)
         except sqlite3.Error as exc:
             return _error(503, f"the change could not be recorded: {exc}")
         return web.json_response({"recorded": change.as_json(), "noted_on_incidents": noted})
@@ -66,7 +66,7 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
         action = request.match_info["action"]
         if action not in ACTIONS:
             return _error(404, f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
-        incident = _lookup(daemon.store, request.match_info["id"])
+        incident = await _lookup(daemon.store, request.match_info["id"])
         body = await _json_body(request)
         to = str(body["to"])[:100] if body.get("to") else None
         by = str(body.get("by") or "api")[:100]

@@ -8,9 +8,9 @@ daemon stays the one writer of incidents."""
 
 import asyncio
 import sqlite3
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -24,24 +24,22 @@ from monitor.context.gather import ContextGatherer
 from monitor.context.journal import Journal
 from monitor.context.model import IncidentContext
 from monitor.context.render import timeline_text
-from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
+from monitor.incidents import IncidentEvent, IncidentEventKind
 from monitor.model import Incident, TimelineEvent
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Pipeline
 
 log = structlog.get_logger("monitor.context")
 
 CHANGES_BEFORE_OPEN = timedelta(hours=1)
 
-Publish = Callable[[list[IncidentEvent]], None]
-
 
 class ContextService:
-    def __init__(
-        self, config: Config, incidents: IncidentManager, http: aiohttp.ClientSession, clock: Clock, publish: Publish
-    ) -> None:
-        self._incidents = incidents
+    def __init__(self, config: Config, pipeline: "Pipeline", http: aiohttp.ClientSession, clock: Clock) -> None:
+        self._pipeline = pipeline
         self._http = http
         self._clock = clock
-        self._publish = publish
         self._gatherer = ContextGatherer(config.settings.context, http, clock)
         self.journal = Journal(config.monitor.state_path)
         self._waiting: dict[int, list[IncidentEvent]] = {}
@@ -56,7 +54,9 @@ class ContextService:
 
     # Pages
 
-    def publish(self, events: list[IncidentEvent]) -> None:
+    def route(self, events: list[IncidentEvent]) -> list[IncidentEvent]:
+        """The events that go out now; the pages of covered checks (and what follows them) wait
+        for their context and are released to the pipeline once it is gathered."""
         ready = []
         for event in events:
             incident = event.incident
@@ -69,8 +69,7 @@ class ContextService:
                 task.add_done_callback(self._tasks.discard)
             else:
                 ready.append(event)
-        if ready:
-            self._publish(ready)
+        return ready
 
     def _wants_context(self, event: IncidentEvent) -> bool:
         incident = event.incident
@@ -85,7 +84,7 @@ class ContextService:
         try:
             context = await self._gatherer.gather(incident)
             if context is not None:
-                self._attach(incident, context)
+                await self._attach(incident, context)
         except Exception:  # a bug here must not cost the page
             log.exception("context.gather_failed", incident=incident.id)
         finally:
@@ -93,14 +92,14 @@ class ContextService:
             if context is not None:
                 events = [replace(e, incident=e.incident.model_copy(update={"context": context})) for e in events]
             if events:
-                self._publish(events)
+                await self._pipeline.release(events)
 
-    def _attach(self, incident: Incident, context: IncidentContext) -> None:
+    async def _attach(self, incident: Incident, context: IncidentContext) -> None:
         earlier = [
             TimelineEvent(at=change.at, kind="change", text=change.describe())
             for change in self._changes_before(incident)
         ]
-        self._incidents.attach_context(incident.id, context, timeline_text(context), earlier)
+        await self._pipeline.attach_context(incident.id, context, timeline_text(context), earlier)
 
     def _changes_before(self, incident: Incident) -> list[Change]:
         entry = self.section.railway_for(incident.check)
@@ -111,7 +110,7 @@ class ContextService:
 
     # Change events
 
-    def record_change(self, change: Change) -> list[int]:
+    async def record_change(self, change: Change) -> list[int]:
         """Keep a change; note it on the open incidents of its service. The incident ids noted."""
         first_seen = self.journal.record_change(change)
         if first_seen and change.status in STARTING_STATUSES:
@@ -119,11 +118,11 @@ class ContextService:
         else:
             text = change.describe()
         noted = []
-        for incident in self._incidents.open_incidents:
+        for incident in self._pipeline.incidents.open_incidents:
             entry = self.section.railway_for(incident.check)
             if entry is None or entry[1].service_id != change.service_id or change.at < incident.opened_at:
                 continue
-            self._incidents.annotate(incident.id, "change", text, at=change.at)
+            await self._pipeline.annotate(incident.id, "change", text, at=change.at)
             noted.append(incident.id)
         return noted
 
@@ -135,15 +134,15 @@ class ContextService:
         chosen = await actions.plan(client, action, to)
         succeeded, text = await actions.run(client, chosen, by)
         self.journal.record_action(incident.id, self._clock.now(), by, text)
-        self.apply_recorded_actions()
+        await self.apply_recorded_actions()
         return succeeded, text
 
-    def apply_recorded_actions(self) -> None:
+    async def apply_recorded_actions(self) -> None:
         """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
         A state file that cannot be read now is tried again at the next tick, and holds up nothing else."""
         try:
             for record in self.journal.unapplied_actions():
-                self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
+                await self._pipeline.annotate(record.incident_id, "action", record.text, at=record.at)
                 self.journal.mark_action_applied(record.seq)
         except sqlite3.Error as exc:
             log.warning("context.actions_not_applied", error=str(exc))

@@ -131,7 +131,7 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
     import shutil
 
     from checks.heartbeat.pings import Ping, PingKind, SqlitePingLedger
-    from monitor.store import SqliteStore
+    from monitor.sqlite_file import SqliteFile
     from tests.test_store_migrations import PREVIOUS_RELEASE
 
     path = tmp_path / "state.db"
@@ -146,5 +146,5 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
     await ledger.record(Ping("backup", START, PingKind.SUCCESS))
     state = await ledger.recent("backup")
     assert state is not None and len(state.pings) == 1
-    with SqliteStore(path) as store:
+    with SqliteFile(path) as store:
         assert [(i.id, i.state) for i in store.recent_incidents()] == [(2, "resolved"), (1, "open")]
