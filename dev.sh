@@ -35,12 +35,13 @@ setup() {
     fi
 }
 
-# The real peers the tests start themselves: PostgreSQL, Prometheus and promtool, Alertmanager
+# The real peers the tests start themselves: PostgreSQL and PgBouncer, Prometheus and promtool, Alertmanager
 # and amtool, systemd-analyze, headless Chromium, and for the deploy tests a Docker engine and
 # docker-compose, debootstrap and systemd-nspawn, from Debian's packages.
 system_packages() {
     local missing=()
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+    command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
     command -v prometheus >/dev/null || missing+=(prometheus)
     command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
     command -v systemd-analyze >/dev/null || missing+=(systemd)

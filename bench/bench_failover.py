@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not installed; the checkout has it
-from monitor.cluster import sql
+from monitor.pg_migrations import apply_pg_migrations
 from tests.postgres.cluster_child import WORK_LOG
 from tests.postgres.cluster_helpers import ChildReplica
 from tests.postgres.pg_server import APP, Cluster, provision
@@ -83,7 +83,8 @@ def describe(name: str, seconds: list[float]) -> str:
 
 async def measure(dsn: str, args: argparse.Namespace) -> None:
     db = await asyncpg.connect(dsn, timeout=10)
-    await db.execute(sql.SCHEMA + WORK_LOG)
+    await apply_pg_migrations(db)
+    await db.execute(WORK_LOG)
     replicas = Replicas(dsn, args.lease)
     try:
         for _ in range(3):

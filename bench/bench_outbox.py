@@ -1,6 +1,7 @@
-"""1,000 notifications through the durable outbox (persist in SQLite, per-sink queue, retry
-wrapper, mark delivered) to a local receiver, beside the same 1,000 POSTs sent directly
-one after another in the same run. The sink posts the same JSON body in both cases, so the
+"""1,000 notifications through the durable outbox (persist in the state store, per-sink queue,
+retry wrapper, mark delivered) to a local receiver, on SQLite and on PostgreSQL (a throwaway
+cluster from /usr/lib/postgresql/*/bin, fsync on), beside the same 1,000 POSTs sent directly
+one after another in the same run. The sink posts the same JSON body in every case, so the
 difference is what the outbox adds.
 
     .venv/bin/python bench/bench_outbox.py [--notifications 1000]
@@ -27,7 +28,10 @@ from monitor import logs  # noqa: E402
 from monitor.clock import SystemClock  # noqa: E402
 from monitor.metrics import MonitorMetrics  # noqa: E402
 from monitor.model import Incident, Severity  # noqa: E402
+from monitor.postgres_store import PostgresStore  # noqa: E402
 from monitor.sqlite_store import SqliteStore  # noqa: E402
+from monitor.store import StateStore  # noqa: E402
+from tests.postgres.pg_server import APP, Cluster, provision  # noqa: E402
 
 
 class PostSink(Sink[SinkConfig]):
@@ -59,7 +63,7 @@ def notifications(count: int) -> list[Notification]:
     ]
 
 
-async def main(count: int) -> None:
+async def main(count: int, dsn: str) -> None:
     logs.configure("warning")
     received: dict[str, float] = {}
 
@@ -85,37 +89,53 @@ async def main(count: int) -> None:
             await post(http, url, item)
             direct_latencies.append(time.perf_counter() - sent)
         direct_seconds = time.perf_counter() - started
-
-        received.clear()
-        store = await SqliteStore.open(Path(tempfile.mkdtemp()) / "state.db")
-        clock = SystemClock()
-        sink = PostSink("bench", SinkConfig(type="bench"), SinkContext(http, clock))
-        sink.url = url
-        # One POST per notification, as the direct loop sends (storm grouping would carry 50 a POST).
-        dispatcher = Dispatcher({"bench": sink}, store, MonitorMetrics(), clock, group_at=count + 1)
-        submitted: dict[str, float] = {}
-        started = time.perf_counter()
-        for item in notifications(count):
-            submitted[item.id] = time.perf_counter()
-            await dispatcher.submit([Outgoing(item)])
-        await dispatcher.drain(timeout=600)
-        outbox_seconds = time.perf_counter() - started
-        await store.close()
+        print(f"{count} notifications to a local receiver")
+        median_post = statistics.median(direct_latencies) * 1e3
+        print(f"  direct POSTs:          {count / direct_seconds:.0f}/s, median POST {median_post:.2f} ms")
+        stores = {
+            "SQLite": lambda: SqliteStore.open(Path(tempfile.mkdtemp()) / "state.db"),
+            "PostgreSQL": lambda: PostgresStore.open(dsn),
+        }
+        for name, open_store in stores.items():
+            received.clear()
+            store = await open_store()
+            try:
+                seconds, latencies = await through_outbox(http, url, store, count, received)
+            finally:
+                await store.close()
+            assert len(received) == count, f"{len(received)} of {count} arrived"
+            added = (seconds - direct_seconds) / count * 1e3
+            print(f"  via outbox on {name + ':':<11} {count / seconds:.0f}/s, added per notification {added:.2f} ms"
+                  f" (persist, queue, mark delivered), all {count} submitted at once:"
+                  f" submit-to-arrival p50 {statistics.median(latencies) * 1e3:.0f} ms;"
+                  f" throughput ratio outbox/direct {direct_seconds / seconds:.2f}")
     await runner.cleanup()
 
-    assert len(received) == count, f"{len(received)} of {count} arrived"
-    outbox_latencies = sorted(received[key] - submitted[key] for key in submitted)
-    print(f"{count} notifications to a local receiver")
-    median_post = statistics.median(direct_latencies) * 1e3
-    added = (outbox_seconds - direct_seconds) / count * 1e3
-    print(f"  direct POSTs: {count / direct_seconds:.0f}/s, median POST {median_post:.2f} ms")
-    print(f"  via outbox:   {count / outbox_seconds:.0f}/s, added per notification {added:.2f} ms"
-          f" (persist, queue, mark delivered), all {count} submitted at once:"
-          f" submit-to-arrival p50 {statistics.median(outbox_latencies) * 1e3:.0f} ms")
-    print(f"  throughput ratio outbox/direct: {direct_seconds / outbox_seconds:.2f}")
+
+async def through_outbox(
+    http: aiohttp.ClientSession, url: str, store: StateStore, count: int, received: dict[str, float]
+) -> tuple[float, list[float]]:
+    clock = SystemClock()
+    sink = PostSink("bench", SinkConfig(type="bench"), SinkContext(http, clock))
+    sink.url = url
+    # One POST per notification, as the direct loop sends (storm grouping would carry 50 a POST).
+    dispatcher = Dispatcher({"bench": sink}, store, MonitorMetrics(), clock, group_at=count + 1)
+    submitted: dict[str, float] = {}
+    started = time.perf_counter()
+    for item in notifications(count):
+        submitted[item.id] = time.perf_counter()
+        await dispatcher.submit([Outgoing(item)])
+    await dispatcher.drain(timeout=600)
+    seconds = time.perf_counter() - started
+    return seconds, sorted(received[key] - submitted[key] for key in submitted)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notifications", type=int, default=1000)
-    asyncio.run(main(parser.parse_args().notifications))
+    cluster = Cluster(max_connections=40, durable=True).create()
+    try:
+        provision(cluster.server)
+        asyncio.run(main(parser.parse_args().notifications, cluster.server.role_dsn(APP)))
+    finally:
+        cluster.destroy()

@@ -29,7 +29,6 @@ from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
 from monitor.incident_core import classify
 from monitor.metrics import MonitorMetrics
-from monitor.migrations import Migration
 from monitor.model import Finding, Incident, Status
 from monitor.pipeline import Pipeline
 from monitor.postmortem import render_postmortem
@@ -276,7 +275,7 @@ def _operator_config(args: argparse.Namespace) -> Config:
 async def _existing_store(config: Config) -> AsyncIterator[StateStore]:
     """The daemon's store, opened for one command; never created when it is not there."""
     path = Path(config.monitor.state_path)
-    if not await asyncio.to_thread(path.is_file):
+    if config.monitor.state_dsn_value is None and not await asyncio.to_thread(path.is_file):
         raise CommandError(f"no state store at {path}: is the daemon running with this config?")
     try:
         store = await open_state_store(config.monitor)
@@ -456,21 +455,20 @@ def migrate(args: argparse.Namespace) -> int:
 
 
 async def _migrate(config: Config) -> str:
-    path = Path(config.monitor.state_path)
-    existed = await asyncio.to_thread(path.is_file)
+    on_file = config.monitor.state_dsn_value is None
+    existed = await asyncio.to_thread(Path(config.monitor.state_path).is_file) if on_file else True
     try:
         store = await open_state_store(config.monitor)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
     try:
         version = await store.schema_version()
-        # The migrations this open applied (SqliteStore.migrated; a store without it applied none it reports).
-        migrated: list[Migration] = getattr(store, "migrated", [])
+        migrated = store.migrated
     except StoreUnavailable as exc:
         raise CommandError(f"state store {store.display}: {exc}") from None
     finally:
         await store.close()
-    if not existed:
+    if not existed or (not on_file and migrated and migrated[0].version == 1):
         return f"created the state store {store.display} at schema version {version}"
     if not migrated:
         return f"state store {store.display} is up to date (schema version {version})"

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -38,10 +38,12 @@ from monitor.cluster.lease import MIN_LEASE
 from monitor.context.config import ContextSection, context_problems
 from monitor.durations import Duration
 from monitor.model import Severity
-from monitor.secrets import SecretEnv, secrets_unresolved
+from monitor.scrub import register_secret
+from monitor.secrets import SecretEnv, StoreSecretEnv, secrets_unresolved
 
 DEFAULT_CONFIG_PATH = "monitor.toml"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_DSN_SCHEMES = ("postgresql://", "postgres://")
 
 
 class ConfigError(Exception):
@@ -65,7 +67,23 @@ class MonitorSection(_Section):
     interval: Duration = Field(default=60.0, gt=0, description="Default interval between runs of a check.")
     timeout: Duration = Field(default=10.0, gt=0, description="Default timeout of one check run.")
     concurrency: int = Field(default=200, ge=1, description="Check runs in flight at most.")
-    state_path: str = Field(default="state/health-monitor.db", description="SQLite state store.")
+    state_path: str = Field(
+        default="state/health-monitor.db",
+        description="SQLite state store (the default; not with state_dsn_env or state_dsn).",
+    )
+    state_dsn_env: StoreSecretEnv | None = Field(
+        default=None,
+        description="Environment variable holding the postgresql:// URL of a PostgreSQL state store.",
+    )
+    state_dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql:// URL of a PostgreSQL state store; prefer state_dsn_env, which keeps "
+        "the password out of the file.",
+    )
+    pgbouncer: bool = Field(
+        default=False,
+        description="The state store's DSN points at PgBouncer (transaction pooling): no prepared statement cache.",
+    )
     incident_log: str = Field(default="incidents.log", description="One line per incident event.")
     postmortem_dir: str = Field(default="postmortems", description="Where post-mortem drafts of P1/P2 are written.")
     shutdown_grace: Duration = Field(default=5.0, description="Time in-flight work gets at shutdown.")
@@ -106,6 +124,33 @@ class MonitorSection(_Section):
         if not 1 <= len(value) <= 128 or any(character.isspace() for character in value):
             raise ValueError(f"a node name is 1 to 128 characters without spaces, got {value!r}")
         return value
+
+    @field_validator("state_dsn")
+    @classmethod
+    def _state_dsn_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            if not value.get_secret_value().startswith(_DSN_SCHEMES):
+                raise ValueError("expected a postgresql:// URL")
+            register_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _one_state_store(self) -> "MonitorSection":
+        dsn_keys = [key for key in ("state_dsn_env", "state_dsn") if getattr(self, key) is not None]
+        if len(dsn_keys) == 2:
+            raise ValueError("set one of state_dsn_env and state_dsn, not both")
+        if dsn_keys and "state_path" in self.model_fields_set:
+            raise ValueError(f"set one of state_path (SQLite) and {dsn_keys[0]} (PostgreSQL), not both")
+        if self.state_dsn_env is not None and not self.state_dsn_env.value().startswith(_DSN_SCHEMES):
+            raise ValueError(f"state_dsn_env: {self.state_dsn_env} does not hold a postgresql:// URL")
+        return self
+
+    @property
+    def state_dsn_value(self) -> str | None:
+        """The PostgreSQL state store's DSN (a secret), None for the SQLite file."""
+        if self.state_dsn_env is not None:
+            return self.state_dsn_env.value()
+        return self.state_dsn.get_secret_value() if self.state_dsn is not None else None
 
     @property
     def node_name(self) -> str:

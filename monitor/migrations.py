@@ -23,12 +23,11 @@ class Migration:
 
 
 class SchemaTooNew(Exception):
-    """The file was written by a newer health-monitor; this one must not touch it."""
+    """The store was written by a newer health-monitor; this one must not touch it."""
 
-    def __init__(self, found: int) -> None:
-        super().__init__(
-            f"schema version {found} was written by a newer health-monitor (this one knows up to {LATEST_VERSION})"
-        )
+    def __init__(self, found: int, known: int | None = None) -> None:
+        known = LATEST_VERSION if known is None else known
+        super().__init__(f"schema version {found} was written by a newer health-monitor (this one knows up to {known})")
         self.found = found
 
 

@@ -20,7 +20,7 @@ from pydantic_core import core_schema
 from monitor import registry
 from monitor.config import _NAME, Settings
 from monitor.durations import _DURATION, format_duration, parse_duration
-from monitor.secrets import read_env_secret
+from monitor.secrets import read_env_secret, read_store_secret
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _REF_TEMPLATE = "#/$defs/{model}"
@@ -41,7 +41,7 @@ class _MonitorSchemaGenerator(GenerateJsonSchema):
         if function is parse_duration:
             seconds = self.generate_inner(schema["schema"])
             return {"anyOf": [seconds, dict(_DURATION_STRING)]}
-        if function is read_env_secret:
+        if function in (read_env_secret, read_store_secret):
             return dict(_ENV_NAME)
         return super().function_before_schema(schema)
 

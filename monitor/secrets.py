@@ -63,3 +63,17 @@ SecretEnv = Annotated[
     PlainSerializer(lambda s: s.variable, return_type=str),
 ]
 """A config field whose value names an environment variable that holds the secret."""
+
+
+def read_store_secret(value: object) -> EnvSecret:
+    """Like read_env_secret, also for the operator commands: they need the state store."""
+    with secrets_unresolved(False):
+        return read_env_secret(value)
+
+
+StoreSecretEnv = Annotated[
+    EnvSecret,
+    BeforeValidator(read_store_secret),
+    PlainSerializer(lambda s: s.variable, return_type=str),
+]
+"""A config field naming the environment variable of the state store's DSN, read by every command."""

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
+from monitor.migrations import Migration
 from monitor.model import Incident
 from monitor.sqlite_file import SqliteFile
 from monitor.store import (
@@ -43,13 +44,15 @@ class SqliteStore:
         return cls(file)
 
     @property
-    def migrated(self) -> list[object]:
+    def migrated(self) -> list[Migration]:
         return list(self.file.migrated)
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, partial(call, *args))
-        except (sqlite3.OperationalError, OSError) as exc:  # a full disk, an I/O error, a lock held too long
+        except sqlite3.ProgrammingError:  # a mistake in our code, not in the file
+            raise
+        except (sqlite3.DatabaseError, OSError) as exc:  # a full disk, an I/O error, a lock held too long
             raise StoreUnavailable(str(exc)) from exc
 
     async def record(self, change: StateChange) -> RecordOutcome:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from monitor.migrations import Migration
 from monitor.model import Incident
 
 DeliveryState = Literal["pending", "sent", "dead", "shed"]
@@ -145,6 +146,11 @@ class StateStore(Protocol):
 
     display: str
     """Where the state is, for messages and /readyz: a path, or a DSN without its password."""
+
+    @property
+    def migrated(self) -> list[Migration]:
+        """The schema migrations that opening this store applied (none when it was up to date)."""
+        ...
 
     # The incident core's changes
 

@@ -1,6 +1,7 @@
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -11,6 +12,7 @@ from checks.base import CheckContext
 from monitor.clock import SystemClock
 from monitor.metrics import MonitorMetrics
 from tests.fakes import FakeClock
+from tests.postgres.pg_server import Cluster, PostgresUnavailableError, Server, provision
 
 
 @pytest.fixture
@@ -72,3 +74,44 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if name.startswith("MONITOR_"):
             monkeypatch.delenv(name)
     yield
+
+
+# A real PostgreSQL: $MONITOR_TEST_PG_DSN (a superuser postgresql:// URL) when set, else a
+# throwaway cluster started from /usr/lib/postgresql/*/bin with max_connections = 20. Without
+# either the tests fail, never skip: what was not tested is not known to work.
+
+T = TypeVar("T")
+
+
+def _or_fail(start: Callable[[], T]) -> T:
+    try:
+        return start()
+    except PostgresUnavailableError as exc:
+        pytest.fail(f"no PostgreSQL to test against: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Server]:
+    external = os.environ.get("MONITOR_TEST_PG_DSN")
+    if external:
+        server = _or_fail(lambda: Server.from_dsn(external))
+        provision(server)
+        yield server
+        return
+    cluster = _or_fail(lambda: Cluster().create())
+    try:
+        provision(cluster.server)
+        yield cluster.server
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def throwaway_cluster() -> Iterator[Cluster]:
+    """A cluster of the test's own, free to be stopped and started."""
+    cluster = _or_fail(lambda: Cluster().create())
+    try:
+        provision(cluster.server)
+        yield cluster
+    finally:
+        cluster.destroy()

@@ -137,6 +137,47 @@ def test_operator_commands_load_the_file_without_its_secrets(write_config, monke
         secret.value()
 
 
+STATE_DSN = "postgresql://hm:state-Pa55word@db.internal:5432/health"
+
+
+def test_state_on_postgresql_comes_from_the_dsn_variable_also_for_the_operator_commands(
+    write_config, monkeypatch
+) -> None:
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_DSN", STATE_DSN)
+    path = write_config(VALID.replace('name = "test"', 'name = "test"\nstate_dsn_env = "HEALTH_MONITOR_STATE_DSN"'))
+    for resolve_secrets in (True, False):  # the operator commands need the store, and only its secret
+        monitor = load_config(path, resolve_secrets=resolve_secrets).monitor
+        assert monitor.state_dsn_value == STATE_DSN and monitor.pgbouncer is False
+    assert load_config(path).monitor.model_dump(mode="json")["state_dsn_env"] == "HEALTH_MONITOR_STATE_DSN"
+    monkeypatch.delenv("HEALTH_MONITOR_STATE_DSN")
+    assert problems_of(path) == [
+        "monitor.state_dsn_env: environment variable HEALTH_MONITOR_STATE_DSN is not set"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            'state_dsn_env = "HEALTH_MONITOR_STATE_DSN"\nstate_path = "state.db"',
+            "monitor: set one of state_path (SQLite) and state_dsn_env (PostgreSQL), not both",
+        ),
+        (
+            f'state_dsn_env = "HEALTH_MONITOR_STATE_DSN"\nstate_dsn = "{STATE_DSN}"',
+            "monitor: set one of state_dsn_env and state_dsn, not both",
+        ),
+        ('state_dsn = "mysql://hm:state-Pa55word@db/health"', "monitor.state_dsn: expected a postgresql:// URL"),
+    ],
+)
+def test_state_store_keys_that_contradict_each_other_are_named_without_the_dsn(
+    write_config, monkeypatch, keys: str, expected: str
+) -> None:
+    monkeypatch.setenv("HEALTH_MONITOR_STATE_DSN", STATE_DSN)
+    problems = problems_of(write_config(VALID.replace('name = "test"', f'name = "test"\n{keys}')))
+    assert problems == [expected]
+    assert "Pa55word" not in "".join(problems)
+
+
 def test_bad_duration(write_config) -> None:
     path = write_config(VALID.replace('timeout = "5s"', 'timeout = "5 minutes"'))
     (problem,) = problems_of(path)

@@ -20,6 +20,7 @@ from monitor import logs
 from monitor.cli import main
 from monitor.sqlite_file import SqliteFile
 from tests.net import free_port, running_daemon, wait_until
+from tests.postgres.pg_server import APP, Server
 
 HEADER_SECRET = "hdr-secret-value-9"
 URL_PASSWORD = "url-pass-77"
@@ -162,3 +163,20 @@ path = "{tmp_path}/alerts.log"
     once = capsys.readouterr().out
     assert "debug page" in once and "***" in once
     assert_clean(once, "once --format json")
+
+
+def test_the_state_stores_dsn_password_is_never_shown_when_it_cannot_be_opened(
+    tmp_path: Path, pg_server: Server, clean_env, monkeypatch, capsys
+) -> None:
+    refused = "wrong-state-Pa55"
+    monkeypatch.setenv("HM_STATE_DSN", pg_server.dsn(APP.name, refused))
+    path = tmp_path / "monitor.toml"
+    path.write_text(
+        '[monitor]\nstate_dsn_env = "HM_STATE_DSN"\n[checks.api]\ntype = "http"\nurl = "http://127.0.0.1:9/"\n'
+    )
+    for command in (["incidents"], ["migrate"], ["silence", "list"]):
+        assert main([*command, "--config", str(path)]) == 1
+        shown = capsys.readouterr()
+        [line] = shown.err.splitlines()
+        assert line.startswith(f"error: cannot open the state store {pg_server.host}:{pg_server.port}/"), line
+        assert refused not in shown.err + shown.out and "@" not in line

@@ -152,8 +152,6 @@ class Elector:
         connection = await self._open()
         try:
             async with connection.transaction():
-                await connection.execute(sql.SCHEMA_LOCK, timeout=self.timing.query_timeout)
-                await connection.execute(sql.SCHEMA, timeout=self.timing.query_timeout)
                 await connection.execute(sql.ENSURE_LEASE_ROW, sql.LEASE_NAME, timeout=self.timing.query_timeout)
                 await connection.execute(sql.FORGET_GONE, timeout=self.timing.query_timeout)
             await connection.add_listener(sql.WAKE_CHANNEL, self._on_notify)

@@ -3,26 +3,7 @@
 One row per lease name holds the leader, its epoch and its expiry on the database's clock.
 The row is never deleted, so the epoch only grows: an election is an UPDATE that takes a row
 whose leader is gone (resigned) or whose lease has expired, and adds one to the epoch.
-"""
-
-SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('health_monitor.cluster.schema'))"
-"""Replicas starting together would race on CREATE TABLE IF NOT EXISTS without it."""
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cluster_lease (
-    name text PRIMARY KEY,
-    leader text CHECK (char_length(leader) BETWEEN 1 AND 128),
-    epoch bigint NOT NULL DEFAULT 0,
-    elected_at timestamptz,
-    expires_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS cluster_members (
-    node text PRIMARY KEY CHECK (char_length(node) BETWEEN 1 AND 128),
-    started_at timestamptz NOT NULL,
-    last_seen timestamptz NOT NULL,
-    role text NOT NULL,
-    epoch bigint NOT NULL DEFAULT 0
-);
+The tables are created by the state store's schema migration 1 (monitor/pg_migrations.py).
 """
 
 LEASE_NAME = "leader"
@@ -89,3 +70,11 @@ FENCE = """EXISTS (
 """The condition every leader-only write adds. FOR SHARE makes an election wait for the write's
 transaction and the write see an election committed meanwhile, so no write of an old epoch can
 land after a newer epoch began."""
+
+HOLDS_EPOCH = """
+SELECT true FROM cluster_lease
+WHERE name = $1 AND epoch = $2 AND leader IS NOT NULL AND expires_at >= now()
+FOR SHARE
+"""
+"""FENCE for a write that carries only its epoch (the state store's `record`): each election adds
+one to the epoch, so an epoch names one term and its leader. Run first in the write's transaction."""

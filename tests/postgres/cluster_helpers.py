@@ -23,21 +23,35 @@ from monitor.cluster.elector import Elector, RoleListener
 from monitor.cluster.lease import LeaseTiming
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import Term
+from monitor.pg_migrations import apply_pg_migrations
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Server
 
 
 @asynccontextmanager
-async def fresh_database(server: Server) -> AsyncIterator[str]:
-    """A new database owned by the app role; its DSN; dropped (sessions and all) afterwards."""
-    name = f"hm_cluster_{uuid4().hex[:10]}"
+async def fresh_database(server: Server, migrated: bool = True) -> AsyncIterator[str]:
+    """A new database owned by the app role, at the state store's schema (which holds the
+    cluster's tables) unless not `migrated`; its DSN; dropped (sessions and all) afterwards."""
+    name = f"hm_test_{uuid4().hex[:10]}"
     admin = await asyncpg.connect(server.admin_dsn, timeout=10)
     try:
         await admin.execute(f"CREATE DATABASE {name} OWNER {APP.name}")
-        yield server.role_dsn(APP, name)
+        dsn = server.role_dsn(APP, name)
+        if migrated:
+            await migrate(dsn)
+        yield dsn
     finally:
         await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         await admin.close()
+
+
+async def migrate(dsn: str) -> None:
+    """The state store's schema, which holds the cluster's tables (the daemon's store opens first)."""
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await apply_pg_migrations(connection)
+    finally:
+        await connection.close()
 
 
 @dataclass

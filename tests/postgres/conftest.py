@@ -1,13 +1,8 @@
-"""Fixtures for the postgres check against a real PostgreSQL.
+"""Fixtures for the postgres check against a real PostgreSQL (the server itself is
+tests/conftest.py's `pg_server`)."""
 
-The server is $MONITOR_TEST_PG_DSN (a superuser postgresql:// URL) when set, else a
-throwaway cluster started here from /usr/lib/postgresql/*/bin with max_connections = 20.
-Without either the tests fail, never skip: a check that was not tested is not known to work.
-"""
-
-import os
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -18,43 +13,7 @@ from checks.postgres import PostgresCheck
 from monitor.clock import SystemClock
 from monitor.metrics import MonitorMetrics
 from tests.postgres.helpers import AppSessions, MakeCheck
-from tests.postgres.pg_server import MONITOR, Cluster, PostgresUnavailableError, Server, provision
-
-T = TypeVar("T")
-
-
-def _or_fail(start: Callable[[], T]) -> T:
-    try:
-        return start()
-    except PostgresUnavailableError as exc:
-        pytest.fail(f"no PostgreSQL to test against: {exc}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[Server]:
-    external = os.environ.get("MONITOR_TEST_PG_DSN")
-    if external:
-        server = _or_fail(lambda: Server.from_dsn(external))
-        provision(server)
-        yield server
-        return
-    cluster = _or_fail(lambda: Cluster().create())
-    try:
-        provision(cluster.server)
-        yield cluster.server
-    finally:
-        cluster.destroy()
-
-
-@pytest.fixture
-def throwaway_cluster() -> Iterator[Cluster]:
-    """A cluster of the test's own, free to be stopped and started."""
-    cluster = _or_fail(lambda: Cluster().create())
-    try:
-        provision(cluster.server)
-        yield cluster
-    finally:
-        cluster.destroy()
+from tests.postgres.pg_server import MONITOR, Server
 
 
 @pytest.fixture

@@ -76,7 +76,9 @@ class Server:
 class Cluster:
     """A PostgreSQL cluster of its own in a temporary directory; `destroy()` removes it."""
 
-    def __init__(self, *, max_connections: int = 20, superuser_reserved_connections: int = 3) -> None:
+    def __init__(
+        self, *, max_connections: int = 20, superuser_reserved_connections: int = 3, durable: bool = False
+    ) -> None:
         self.bin_dir = find_server_binaries()
         self.root = Path(tempfile.mkdtemp(prefix="hm-pg-"))
         self.data = self.root / "data"
@@ -90,10 +92,9 @@ class Cluster:
             "max_connections": str(max_connections),
             "superuser_reserved_connections": str(superuser_reserved_connections),
             "shared_buffers": "32MB",
-            "fsync": "off",
-            "synchronous_commit": "off",
-            "full_page_writes": "off",
         }
+        if not durable:  # tests need no durability; a benchmark of commits does
+            self._settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
     def create(self) -> "Cluster":
         """initdb, configure and start; the cluster is destroyed again if any step fails."""

@@ -19,7 +19,7 @@ from monitor.cluster.supervisor import LeaderWork, RoleSupervisor
 from monitor.cluster.view import read_view
 from tests.fakes import FakeClock
 from tests.net import wait_until
-from tests.postgres.cluster_helpers import Electors, fresh_database
+from tests.postgres.cluster_helpers import Electors, fresh_database, migrate
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Cluster, Server
 
@@ -44,9 +44,7 @@ async def electors(dsn: str) -> AsyncIterator[Electors]:
 @pytest.fixture
 async def db(dsn: str, electors: Electors) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(dsn, timeout=10)
-    async with connection.transaction():
-        await connection.execute(sql.SCHEMA)
-        await connection.execute(WORK_LOG)
+    await connection.execute(WORK_LOG)
     yield connection
     await connection.close()
 
@@ -264,6 +262,7 @@ async def test_after_a_postgresql_restart_the_replicas_reconnect_and_one_leads(
     throwaway_cluster: Cluster,
 ) -> None:
     dsn = throwaway_cluster.server.role_dsn(APP)
+    await migrate(dsn)
     made = Electors(dsn)
     try:
         a = made.make("a", SystemClock(), lease=2.0)

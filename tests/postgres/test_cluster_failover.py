@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from monitor.cluster import sql
 from tests.postgres.cluster_child import WORK_LOG
 from tests.postgres.cluster_helpers import ChildReplica, fresh_database
 from tests.postgres.helpers import wait_for
@@ -20,7 +19,7 @@ from tests.postgres.pg_server import Server
 async def dsn(pg_server: Server) -> AsyncIterator[str]:
     async with fresh_database(pg_server) as dsn:
         connection = await asyncpg.connect(dsn, timeout=10)
-        await connection.execute(sql.SCHEMA + WORK_LOG)
+        await connection.execute(WORK_LOG)
         await connection.close()
         yield dsn
 
