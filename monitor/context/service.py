@@ -7,7 +7,6 @@ Change events and remediation outcomes reach timelines through the incident mana
 daemon stays the one writer of incidents."""
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -26,6 +25,7 @@ from monitor.context.model import IncidentContext
 from monitor.context.render import timeline_text
 from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
 from monitor.model import Incident, TimelineEvent
+from monitor.store import StoreUnavailable
 
 log = structlog.get_logger("monitor.context")
 
@@ -36,14 +36,20 @@ Publish = Callable[[list[IncidentEvent]], None]
 
 class ContextService:
     def __init__(
-        self, config: Config, incidents: IncidentManager, http: aiohttp.ClientSession, clock: Clock, publish: Publish
+        self,
+        config: Config,
+        incidents: IncidentManager,
+        http: aiohttp.ClientSession,
+        clock: Clock,
+        publish: Publish,
+        journal: Journal,
     ) -> None:
         self._incidents = incidents
         self._http = http
         self._clock = clock
         self._publish = publish
         self._gatherer = ContextGatherer(config.settings.context, http, clock)
-        self.journal = Journal(config.monitor.state_path)
+        self.journal = journal
         self._waiting: dict[int, list[IncidentEvent]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -85,7 +91,7 @@ class ContextService:
         try:
             context = await self._gatherer.gather(incident)
             if context is not None:
-                self._attach(incident, context)
+                await self._attach(incident, context)
         except Exception:  # a bug here must not cost the page
             log.exception("context.gather_failed", incident=incident.id)
         finally:
@@ -95,25 +101,26 @@ class ContextService:
             if events:
                 self._publish(events)
 
-    def _attach(self, incident: Incident, context: IncidentContext) -> None:
+    async def _attach(self, incident: Incident, context: IncidentContext) -> None:
         earlier = [
             TimelineEvent(at=change.at, kind="change", text=change.describe())
-            for change in self._changes_before(incident)
+            for change in await self._changes_before(incident)
         ]
         self._incidents.attach_context(incident.id, context, timeline_text(context), earlier)
 
-    def _changes_before(self, incident: Incident) -> list[Change]:
+    async def _changes_before(self, incident: Incident) -> list[Change]:
         entry = self.section.railway_for(incident.check)
         if entry is None:
             return []
         since = incident.opened_at - CHANGES_BEFORE_OPEN
-        return self.journal.changes(since, until=incident.opened_at, service_id=entry[1].service_id)
+        return await self.journal.changes(since, until=incident.opened_at, service_id=entry[1].service_id)
 
     # Change events
 
-    def record_change(self, change: Change) -> list[int]:
-        """Keep a change; note it on the open incidents of its service. The incident ids noted."""
-        first_seen = self.journal.record_change(change)
+    async def record_change(self, change: Change) -> list[int]:
+        """Keep a change; note it on the open incidents of its service. The incident ids noted.
+        StoreUnavailable when the change could not be kept (nothing is noted then)."""
+        first_seen = await self.journal.record_change(change)
         if first_seen and change.status in STARTING_STATUSES:
             text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
         else:
@@ -134,18 +141,18 @@ class ContextService:
         client = actions.client_for(self.section, incident, self._http)
         chosen = await actions.plan(client, action, to)
         succeeded, text = await actions.run(client, chosen, by)
-        self.journal.record_action(incident.id, self._clock.now(), by, text)
-        self.apply_recorded_actions()
+        await self.journal.record_action(incident.id, self._clock.now(), by, text)
+        await self.apply_recorded_actions()
         return succeeded, text
 
-    def apply_recorded_actions(self) -> None:
+    async def apply_recorded_actions(self) -> None:
         """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
-        A state file that cannot be read now is tried again at the next tick, and holds up nothing else."""
+        A state store that cannot be read now is tried again at the next tick, and holds up nothing else."""
         try:
-            for record in self.journal.unapplied_actions():
+            for record in await self.journal.unapplied_actions():
                 self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
-                self.journal.mark_action_applied(record.seq)
-        except sqlite3.Error as exc:
+                await self.journal.mark_action_applied(record.seq)
+        except StoreUnavailable as exc:
             log.warning("context.actions_not_applied", error=str(exc))
 
     async def close(self) -> None:
@@ -153,4 +160,3 @@ class ContextService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.journal.close()
