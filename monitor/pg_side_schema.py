@@ -1,14 +1,13 @@
 """The PostgreSQL tables of the daemon's other state: the context journal (monitor.context.journal),
-Slack threads (alerting.slack.threads), heartbeat pings (checks.heartbeat.pings) and the cluster's
-lease and membership (monitor.cluster.sql, which the elector also creates). The same tables as
-in the SQLite state file, with timestamps as timestamptz; migration 2 of monitor.pg_migrations."""
+Slack threads (alerting.slack.threads) and heartbeat pings (checks.heartbeat.pings); the same
+tables as in the SQLite state file, with timestamps as timestamptz. Migration 2 of
+monitor.pg_migrations (the cluster's lease and members are migration 1's)."""
 
-from monitor.cluster import sql as cluster_sql
 from monitor.migrations import Migration
 
 SIDE_TABLES = Migration(
     2,
-    "change events, remediation actions, Slack threads, heartbeat pings, cluster lease and membership",
+    "change events, remediation actions, Slack threads and heartbeat pings",
     (
         """CREATE TABLE IF NOT EXISTS changes (
             seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -53,7 +52,5 @@ SIDE_TABLES = Migration(
             body text NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS heartbeat_pings_check ON heartbeat_pings (check_name, seq)",
-        cluster_sql.LEASE_TABLE,
-        cluster_sql.MEMBERS_TABLE,
     ),
 )

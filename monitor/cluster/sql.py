@@ -8,26 +8,22 @@ whose leader is gone (resigned) or whose lease has expired, and adds one to the 
 SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(hashtext('health_monitor.cluster.schema'))"
 """Replicas starting together would race on CREATE TABLE IF NOT EXISTS without it."""
 
-LEASE_TABLE = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS cluster_lease (
     name text PRIMARY KEY,
     leader text CHECK (char_length(leader) BETWEEN 1 AND 128),
     epoch bigint NOT NULL DEFAULT 0,
     elected_at timestamptz,
     expires_at timestamptz NOT NULL DEFAULT now()
-)"""
-MEMBERS_TABLE = """
+);
 CREATE TABLE IF NOT EXISTS cluster_members (
     node text PRIMARY KEY CHECK (char_length(node) BETWEEN 1 AND 128),
     started_at timestamptz NOT NULL,
     last_seen timestamptz NOT NULL,
     role text NOT NULL,
     epoch bigint NOT NULL DEFAULT 0
-)"""
-SCHEMA = f"{LEASE_TABLE};\n{MEMBERS_TABLE};\n"
-"""Also created by the state store's migrations (monitor.pg_side_schema), so that `health-monitor
-cluster` reads them before any elector ran; the elector creates them too, for a database it
-reaches first."""
+);
+"""
 
 LEASE_NAME = "leader"
 WAKE_CHANNEL = "health_monitor_cluster"

@@ -1,6 +1,6 @@
 """The contract of the daemon's other state (context journal, Slack threads, heartbeat pings,
 cluster membership), each test run on the SQLite state file and on a fresh PostgreSQL database
-holding only SIDE_TABLES: what the ping endpoint, heartbeat checks, Slack app mode and the
+holding only SIDE_TABLES and the cluster's tables: what the ping endpoint, heartbeat checks, Slack app mode and the
 context feature rely on, the same on both."""
 
 import asyncio
@@ -31,6 +31,7 @@ async def create_side_tables(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
         for statement in SIDE_TABLES.statements:
             await connection.execute(statement)
+        await connection.execute(cluster_sql.SCHEMA)  # the cluster's tables, as an elector creates them
 
 
 class Backend:
@@ -58,7 +59,7 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path, pg_server: Ser
         await made.stores.close()
         return
     async with fresh_database(pg_server) as dsn:
-        pool = await asyncpg.create_pool(dsn, min_size=4, max_size=4)
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
         try:
             await create_side_tables(pool)
             yield Backend(await open_side_stores(MonitorSection(), SimpleNamespace(pool=pool)), pool, path)  # type: ignore[arg-type]
@@ -201,7 +202,7 @@ async def test_a_full_log_is_kept_byte_for_byte(backend: Backend) -> None:
 
 async def test_a_replica_sees_the_pings_another_replica_received(pg_server: Server) -> None:
     async with fresh_database(pg_server) as dsn:
-        pool = await asyncpg.create_pool(dsn, min_size=4, max_size=4)
+        pool = await asyncpg.create_pool(dsn, min_size=2, max_size=4)
         try:
             await create_side_tables(pool)
             leader, standby = PostgresPingLedger(pool), PostgresPingLedger(pool)
@@ -234,7 +235,6 @@ async def test_the_replicas_electors_wrote_are_listed(pg_server: Server) -> None
         try:
             await create_side_tables(pool)
             async with pool.acquire() as connection:
-                await connection.execute(cluster_sql.SCHEMA)  # what an elector does at connect: no conflict
                 await connection.execute(cluster_sql.ENSURE_LEASE_ROW, cluster_sql.LEASE_NAME)
                 await connection.execute(cluster_sql.ELECT, cluster_sql.LEASE_NAME, "replica-a", 30.0)
                 await connection.fetchval(cluster_sql.HEARTBEAT, cluster_sql.LEASE_NAME, "replica-a", START,
