@@ -1,9 +1,10 @@
-"""Delivery through a durable outbox: every notification is written to the state store for
-each sink before it is sent, delivered through one queue and worker per sink (a dead SMTP
-server never delays Slack), retried with exponential backoff and jitter, honouring a sink's
-Retry-After, until it is older than the sink's `max_age`, then dead-lettered (kept in the
-store, logged, counted). Deliveries still pending when the daemon stops, or dies, are
-resumed at the next start.
+"""Delivery through a durable outbox: every notification is written to the state store for each
+sink before it is sent (by the recorder, in the transaction of the change that decided it:
+`address` says which rows, `hand_over` queues them once written), delivered through one
+queue and worker per sink (a dead SMTP server never delays Slack), retried with exponential
+backoff and jitter, honouring a sink's Retry-After, until it is older than the sink's
+`max_age`, then dead-lettered (kept in the store, logged, counted). Deliveries still pending
+when the daemon stops, or dies, are resumed at the next start.
 
 Each sink's queue serves the most severe first and is bounded (alerting/queue.py); what it
 sheds is recorded in the outbox as `shed`. Notifications of a kind that floods, waiting
@@ -13,6 +14,7 @@ delivered. The store may fail (a full disk): the dispatcher is handed a guarded 
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -22,7 +24,7 @@ from alerting.queue import DEFAULT_GROUP_AT, SinkQueue, priority
 from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
 from monitor.scrub import scrub
-from monitor.store import DeliveryState, StateStore
+from monitor.store import DeliveryState, OutboxEntry, StateStore
 
 log = structlog.get_logger("alerting.dispatcher")
 
@@ -60,6 +62,33 @@ def grouped(batch: list[Notification]) -> Notification:
             "created_at": min(notification.created_at for notification in batch),
         }
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A notification on its way out, and who hears it."""
+
+    notification: Notification
+    audience: set[str] | None = None
+    """The sinks that may hear it; None for every sink."""
+    together: str | None = None
+    """Notifications submitted together under one key go out as one message."""
+
+
+@dataclass(frozen=True, slots=True)
+class Addressed:
+    """One notification for one sink that wants it: one outbox row, one place in its queue."""
+
+    sink: str
+    notification: Notification
+    together: str | None = None
+
+    def outbox_entry(self) -> OutboxEntry:
+        notification = self.notification
+        return OutboxEntry(
+            notification.id, self.sink, notification.incident.id, notification.kind.value,
+            notification.model_dump_json(), notification.created_at,
+        )
 
 
 class Dispatcher:
@@ -108,52 +137,73 @@ class Dispatcher:
             self._queues[name].limit = sink.config.max_queued
         self._sinks = dict(sinks)
 
-    def submit(self, notification: Notification, audience: set[str] | None = None, together: str | None = None) -> None:
-        """Persist, then queue, the notification for every sink in `audience` (default: all)
-        that wants it; notifications submitted `together` under one key go out as one message."""
-        document = notification.model_dump_json()
-        for name, sink in self._sinks.items():
-            if (audience is not None and name not in audience) or not sink.config.wants(notification):
-                continue
-            fresh = self._store.enqueue(
-                notification.id, name, notification.incident.id, notification.kind.value, document,
-                notification.created_at,
-            )
-            if fresh:
-                self._queue(name, notification, together)
+    def address(self, outgoing: list[Outgoing]) -> list[Addressed]:
+        """Each notification for every sink of its audience that wants it (pure)."""
+        return [
+            Addressed(name, item.notification, item.together)
+            for item in outgoing
+            for name, sink in self._sinks.items()
+            if (item.audience is None or name in item.audience) and sink.config.wants(item.notification)
+        ]
 
-    def resume(self) -> None:
+    async def hand_over(self, addressed: list[Addressed]) -> None:
+        """Queue notifications whose outbox rows are recorded (by the recorder's transaction)."""
+        shed = [(item.sink, dropped) for item in addressed
+                if (dropped := self._queue(item.sink, item.notification, item.together)) is not None]
+        await self._record_shed(shed)
+
+    async def submit(self, outgoing: list[Outgoing]) -> None:
+        """Record, then queue, notifications decided outside a recorded change (a page re-sent
+        at start): one already recorded for a sink is not sent to it again."""
+        addressed = self.address(outgoing)
+        if not addressed:
+            return
+        fresh = await self._store.enqueue([item.outbox_entry() for item in addressed])
+        await self.hand_over([item for item, new in zip(addressed, fresh, strict=True) if new])
+
+    async def resume(self) -> None:
         """Queue again what a previous run left pending."""
-        for delivery in self._store.pending_deliveries():
+        shed = []
+        for delivery in await self._store.pending_deliveries():
             if delivery.sink not in self._sinks:
-                self._store.finish(delivery.notification_id, delivery.sink, "dead", self._clock.now(),
-                                   "sink no longer configured")
+                await self._store.finish(delivery.notification_id, delivery.sink, "dead", self._clock.now(),
+                                         "sink no longer configured")
                 continue
-            self._queue(delivery.sink, Notification.model_validate_json(delivery.document))
+            dropped = self._queue(delivery.sink, Notification.model_validate_json(delivery.document))
+            if dropped is not None:
+                shed.append((delivery.sink, dropped))
+        await self._record_shed(shed)
 
-    def _queue(self, sink: str, notification: Notification, together: str | None = None) -> None:
+    def _queue(self, sink: str, notification: Notification, together: str | None = None) -> Notification | None:
+        """Queue it; the notification the full queue shed for it, if any."""
+        if sink not in self._queues:
+            return None  # removed by a reload between the decision and now
         shed = self._queues[sink].put(notification, together)
         if shed is None:
             self._metrics.notifications_pending.inc()
-        else:  # one in, one out (maybe the same): the pending count stays
-            self._shed(sink, shed)
+        return shed  # one in, one out (maybe the same): the pending count stays
 
-    def _shed(self, sink: str, notification: Notification) -> None:
-        reason = f"shed: {len(self._queues[sink])} notifications queued for the sink, more severe ones kept"
-        self._store.finish(notification.id, sink, "shed", self._clock.now(), reason)
-        self._metrics.notifications.labels(sink=sink, result="shed").inc()
-        now = self._clock.monotonic()
-        last = self._shed_logged_at.get(sink)
-        if last is None or now - last >= _SHED_LOG_EVERY_SECONDS:
-            self._shed_logged_at[sink] = now
-            log.warning("notification.shed", sink=sink, notification=notification.id,
-                        severity=notification.incident.severity.value, queued=len(self._queues[sink]))
+    async def _record_shed(self, shed: list[tuple[str, Notification]]) -> None:
+        for sink, notification in shed:
+            reason = f"shed: {len(self._queues[sink])} notifications queued for the sink, more severe ones kept"
+            await self._store.finish(notification.id, sink, "shed", self._clock.now(), reason)
+            self._metrics.notifications.labels(sink=sink, result="shed").inc()
+            now = self._clock.monotonic()
+            last = self._shed_logged_at.get(sink)
+            if last is None or now - last >= _SHED_LOG_EVERY_SECONDS:
+                self._shed_logged_at[sink] = now
+                log.warning("notification.shed", sink=sink, notification=notification.id,
+                            severity=notification.incident.severity.value, queued=len(self._queues[sink]))
+
+    async def idle(self) -> None:
+        """Wait until every queued notification is delivered or given up, its outcome recorded."""
+        await asyncio.gather(*(queue.join() for queue in self._queues.values()))
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` for queued notifications, then stop the workers."""
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.gather(*(queue.join() for queue in self._queues.values()))
+                await self.idle()
         except TimeoutError:
             log.warning("notifications.undelivered_at_shutdown", pending=sum(len(q) for q in self._queues.values()))
         for worker in self._workers.values():
@@ -178,11 +228,14 @@ class Dispatcher:
         def too_old(_: RetryCallState) -> bool:
             return (self._clock.now() - notification.created_at).total_seconds() >= sink.config.max_age
 
+        async def attempt_failed(state: RetryCallState) -> None:
+            await self._attempt_failed(sink, batch, state)
+
         retrying = AsyncRetrying(
             stop=too_old,
             wait=_wait,
             retry=retry_if_exception(_retryable),
-            before_sleep=lambda state: self._attempt_failed(sink, batch, state),
+            before_sleep=attempt_failed,
             sleep=self._sleep,
             reraise=True,
         )
@@ -192,7 +245,7 @@ class Dispatcher:
                     async with asyncio.timeout(sink.config.timeout + _SAFETY_MARGIN_SECONDS):
                         await sink.send(notification)
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            self._finish(sink, batch, "dead", _describe(exc))
+            await self._finish(sink, batch, "dead", _describe(exc))
             log.error(
                 "notification.dead",
                 sink=sink.name,
@@ -201,23 +254,25 @@ class Dispatcher:
                 error=_describe(exc),
             )
             return
-        self._finish(sink, batch, "sent")
+        await self._finish(sink, batch, "sent")
         age = (self._clock.now() - notification.created_at).total_seconds()
         self._metrics.notification_delivery.labels(sink=sink.name).observe(max(age, 0.0))
         log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value,
                  incidents=len(batch))
 
-    def _finish(self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None) -> None:
+    async def _finish(
+        self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None
+    ) -> None:
         """Record the outcome for every notification the message carried (a grouped one, each)."""
         for item in batch:
-            self._store.finish(item.id, sink.name, state, self._clock.now(), error)
+            await self._store.finish(item.id, sink.name, state, self._clock.now(), error)
         self._metrics.notifications.labels(sink=sink.name, result=state).inc(len(batch))
 
-    def _attempt_failed(self, sink: Sink, batch: list[Notification], state: RetryCallState) -> None:
+    async def _attempt_failed(self, sink: Sink, batch: list[Notification], state: RetryCallState) -> None:
         self._metrics.notifications.labels(sink=sink.name, result="failed").inc()
         exc = state.outcome.exception() if state.outcome else None
         for item in batch:
-            self._store.record_attempt(item.id, sink.name, _describe(exc))
+            await self._store.record_attempt(item.id, sink.name, _describe(exc))
         log.warning(
             "notification.retry",
             sink=sink.name,

@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from alerting.base import Notification, NotificationKind, Sink, SinkConfig, SinkContext  # noqa: E402
-from alerting.dispatcher import Dispatcher  # noqa: E402
+from alerting.dispatcher import Dispatcher, Outgoing  # noqa: E402
 from monitor import logs  # noqa: E402
 from monitor.clock import SystemClock  # noqa: E402
 from monitor.metrics import MonitorMetrics  # noqa: E402
 from monitor.model import Incident, Severity  # noqa: E402
-from monitor.store import SqliteStore  # noqa: E402
+from monitor.sqlite_store import SqliteStore  # noqa: E402
 
 
 class PostSink(Sink[SinkConfig]):
@@ -87,7 +87,7 @@ async def main(count: int) -> None:
         direct_seconds = time.perf_counter() - started
 
         received.clear()
-        store = SqliteStore(Path(tempfile.mkdtemp()) / "state.db")
+        store = await SqliteStore.open(Path(tempfile.mkdtemp()) / "state.db")
         clock = SystemClock()
         sink = PostSink("bench", SinkConfig(type="bench"), SinkContext(http, clock))
         sink.url = url
@@ -97,10 +97,10 @@ async def main(count: int) -> None:
         started = time.perf_counter()
         for item in notifications(count):
             submitted[item.id] = time.perf_counter()
-            dispatcher.submit(item)
+            await dispatcher.submit([Outgoing(item)])
         await dispatcher.drain(timeout=600)
         outbox_seconds = time.perf_counter() - started
-        store.close()
+        await store.close()
     await runner.cleanup()
 
     assert len(received) == count, f"{len(received)} of {count} arrived"

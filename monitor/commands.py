@@ -7,6 +7,8 @@ import errno
 import json
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +21,6 @@ from rich.table import Table
 from alerting.base import SinkContext
 from checks.base import CheckContext
 from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import SqlitePingLedger
 from monitor import event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
@@ -27,12 +28,15 @@ from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
 from monitor.incidents import classify
 from monitor.metrics import MonitorMetrics
+from monitor.migrations import Migration
 from monitor.model import Finding, Incident, Status
 from monitor.pipeline import Pipeline
 from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
 from monitor.schema import config_json_schema
-from monitor.store import SqliteStore, StoreError
+from monitor.side_stores import open_side_stores, side_stores_of
+from monitor.store import Delivery, Silence, StateStore, StoreError, StoreUnavailable
+from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
@@ -94,7 +98,10 @@ def once(args: argparse.Namespace) -> int:
     if unknown:
         raise CommandError(f"no check named {', '.join(unknown)} in {config.path} (known: {', '.join(config.checks)})")
     names = args.check or list(config.checks)
-    results = asyncio.run(_run_once(config, names))
+    try:
+        results = asyncio.run(_run_once(config, names))
+    except (StoreError, StoreUnavailable) as exc:  # the heartbeat checks' pings cannot be read
+        raise CommandError(str(exc)) from None
     if args.notify:
         try:
             asyncio.run(_notify_once(config, results))
@@ -111,10 +118,11 @@ def once(args: argparse.Namespace) -> int:
 async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
     clock = SystemClock()
     slots = asyncio.Semaphore(config.monitor.concurrency)
-    # Heartbeat checks judge the pings the daemon kept in the state file.
+    # Heartbeat checks judge the pings the daemon kept in the state store.
     wants_pings = any(isinstance(config.checks[name], HeartbeatConfig) for name in names)
-    ledger = SqlitePingLedger(config.monitor.state_path) if wants_pings else None
-    async with http_session(config.monitor.concurrency) as http:
+    async with AsyncExitStack() as stack:
+        ledger = (await stack.enter_async_context(side_stores_of(config.monitor))).pings if wants_pings else None
+        http = await stack.enter_async_context(http_session(config.monitor.concurrency))
         context = CheckContext(http, clock, MonitorMetrics(), ledger)
 
         async def run_one(name: str) -> RunResult:
@@ -127,11 +135,7 @@ async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
                 finally:
                     await check.aclose()
 
-        try:
-            return list(await asyncio.gather(*(run_one(name) for name in names)))
-        finally:
-            if ledger is not None:
-                ledger.close()
+        return list(await asyncio.gather(*(run_one(name) for name in names)))
 
 
 async def _notify_once(config: Config, results: list[RunResult]) -> None:
@@ -146,20 +150,23 @@ async def _notify_once(config: Config, results: list[RunResult]) -> None:
     )
     clock = SystemClock()
     metrics = MonitorMetrics()
-    path = config.monitor.state_path
-    store = GuardedStore(SqliteStore(path), metrics, clock, path=path)
+    state_store = await open_state_store(config.monitor)
+    store = GuardedStore(state_store, metrics, clock)
     try:
-        async with http_session(config.monitor.concurrency) as http:
-            context = SinkContext(http, clock, config.monitor.state_path)
+        async with AsyncExitStack() as stack:
+            side = await open_side_stores(config.monitor, state_store)
+            stack.push_async_callback(side.close)
+            http = await stack.enter_async_context(http_session(config.monitor.concurrency))
+            context = SinkContext(http, clock, side.threads)
             sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
-            pipeline = Pipeline(one_shot, store, sinks, metrics, clock, http)
-            pipeline.announce_unannounced()
+            pipeline = await Pipeline.open(one_shot, store, sinks, metrics, clock, http)
+            await pipeline.announce_unannounced()
             for result in results:
                 await pipeline.on_result(result)
-            pipeline.tick(flush_now=True)
+            await pipeline.tick(flush_now=True)
             await pipeline.close(config.monitor.shutdown_grace)
     finally:
-        store.close()
+        await store.close()
 
 
 def _once_json(config: Config, results: list[RunResult], worst: Status) -> dict[str, Any]:
@@ -269,24 +276,36 @@ def _operator_config(args: argparse.Namespace) -> Config:
     return load_config(args.config, resolve_secrets=False)
 
 
-def _existing_store(config: Config) -> SqliteStore:
+@asynccontextmanager
+async def _existing_store(config: Config) -> AsyncIterator[StateStore]:
+    """The daemon's store, opened for one command; never created when it is not there."""
     path = Path(config.monitor.state_path)
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise CommandError(f"no state store at {path}: is the daemon running with this config?")
     try:
-        return SqliteStore(path)
+        store = await open_state_store(config.monitor)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
+    try:
+        yield store
+    except StoreUnavailable as exc:
+        raise CommandError(f"state store {store.display}: {exc}") from None
+    finally:
+        await store.close()
 
 
 def incidents(args: argparse.Namespace) -> int:
-    with _existing_store(_operator_config(args)) as store:
-        found = store.recent_incidents() if args.all else store.open_incidents()
+    found = asyncio.run(_read_incidents(_operator_config(args), args.all))
     if args.format == "json":
         print(json.dumps([incident.model_dump(mode="json") for incident in found], indent=2))
         return 0
     _print_incidents_table(found, "all recent incidents" if args.all else "open incidents")
     return 0
+
+
+async def _read_incidents(config: Config, everything: bool) -> list[Incident]:
+    async with _existing_store(config) as store:
+        return await (store.recent_incidents() if everything else store.open_incidents())
 
 
 def _print_incidents_table(found: list[Incident], title: str) -> None:
@@ -304,27 +323,30 @@ def _print_incidents_table(found: list[Incident], title: str) -> None:
 
 
 def ack(args: argparse.Namespace) -> int:
-    with _existing_store(_operator_config(args)) as store:
-        incident = store.get_incident(args.id)
-        if incident is None:
-            raise CommandError(f"no incident {args.id}")
-        if not incident.is_open:
-            print(f"incident #{incident.id} ({incident.key}) is already resolved")
-            return 0
-        earlier = _earlier_acknowledgement(store, incident)
-        if earlier is not None:
-            print(f"incident #{incident.id} ({incident.key}) is already acknowledged by {earlier}")
-            return 0
-        store.request_acknowledgement(incident.id, datetime.now(UTC), args.by, args.note)
-    print(f"acknowledged #{incident.id} ({incident.key}) as {args.by}; the running daemon stops its escalation")
+    print(asyncio.run(_ack(_operator_config(args), args)))
     return 0
 
 
-def _earlier_acknowledgement(store: SqliteStore, incident: Incident) -> str | None:
+async def _ack(config: Config, args: argparse.Namespace) -> str:
+    async with _existing_store(config) as store:
+        incident = await store.get_incident(args.id)
+        if incident is None:
+            raise CommandError(f"no incident {args.id}")
+        if not incident.is_open:
+            return f"incident #{incident.id} ({incident.key}) is already resolved"
+        earlier = await _earlier_acknowledgement(store, incident)
+        if earlier is not None:
+            return f"incident #{incident.id} ({incident.key}) is already acknowledged by {earlier}"
+        await store.request_acknowledgement(incident.id, datetime.now(UTC), args.by, args.note)
+    return f"acknowledged #{incident.id} ({incident.key}) as {args.by}; the running daemon stops its escalation"
+
+
+async def _earlier_acknowledgement(store: StateStore, incident: Incident) -> str | None:
     """Who acknowledged it and when, also when the daemon has not applied that request yet."""
     if incident.acknowledged_at is not None:
         return f"{incident.acknowledged_by or 'someone'} at {incident.acknowledged_at:%Y-%m-%d %H:%M:%S}Z"
-    pending = [request for request in store.unapplied_acknowledgements() if request.incident_id == incident.id]
+    requests = await store.unapplied_acknowledgements()
+    pending = [request for request in requests if request.incident_id == incident.id]
     if pending:
         return f"{pending[0].by} at {pending[0].at:%Y-%m-%d %H:%M:%S}Z"
     return None
@@ -342,21 +364,25 @@ def ping(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _find_incident(config: Config, incident_id: int) -> tuple[Incident, list[Delivery]]:
+    async with _existing_store(config) as store:
+        incident = await store.get_incident(incident_id)
+        if incident is None:
+            raise CommandError(f"no incident {incident_id}")
+        return incident, await store.deliveries_for(incident_id)
+
+
 def action(args: argparse.Namespace) -> int:
     """Needs the secrets (the Railway token); Railway is called from monitor/context/command.py."""
     from monitor.context.command import run_action
 
     config = load_config(args.config)
-    with _existing_store(config) as store:
-        incident = store.get_incident(args.id)
-    if incident is None:
-        raise CommandError(f"no incident {args.id}")
+    incident, _ = asyncio.run(_find_incident(config, args.id))
     return run_action(config, incident, args)
 
 
 def cluster(args: argparse.Namespace) -> int:
     from monitor.cluster.command import print_cluster, read_cluster
-    from monitor.migrations import SchemaTooNew
 
     config = _operator_config(args)
     path = Path(config.monitor.state_path)
@@ -364,19 +390,16 @@ def cluster(args: argparse.Namespace) -> int:
         raise CommandError(f"no state store at {path}: is the daemon running with this config?")
     now = datetime.now(UTC)
     try:
-        view = read_cluster(config, now)
-    except (sqlite3.Error, SchemaTooNew) as exc:
+        view = asyncio.run(read_cluster(config, now))
+    except (StoreError, StoreUnavailable) as exc:
         raise CommandError(f"cannot read the state store {path}: {exc}") from None
     return print_cluster(view, args.format, now)
 
 
 def postmortem(args: argparse.Namespace) -> int:
     config = _operator_config(args)
-    with _existing_store(config) as store:
-        incident = store.get_incident(args.id)
-        if incident is None:
-            raise CommandError(f"no incident {args.id}")
-        draft = render_postmortem(incident, store, config.monitor.name, datetime.now(UTC)).rstrip("\n") + "\n"
+    incident, deliveries = asyncio.run(_find_incident(config, args.id))
+    draft = render_postmortem(incident, deliveries, config.monitor.name, datetime.now(UTC)).rstrip("\n") + "\n"
     if args.output:
         Path(args.output).write_text(draft, encoding="utf-8")
         print(f"post-mortem draft of #{incident.id} written to {args.output}")
@@ -394,17 +417,23 @@ def silence_add(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise CommandError(f"--for: {exc}") from None
     now = datetime.now(UTC)
-    with _existing_store(config) as store:
-        silence = store.add_silence(args.check, now, now + timedelta(seconds=seconds), args.reason)
+
+    async def add() -> Silence:
+        async with _existing_store(config) as store:
+            return await store.add_silence(args.check, now, now + timedelta(seconds=seconds), args.reason)
+
+    silence = asyncio.run(add())
     print(f"silence #{silence.id}: {silence.check} until {silence.ends_at:%Y-%m-%d %H:%M:%S}Z ({args.reason})")
     return 0
 
 
 def silence_list(args: argparse.Namespace) -> int:
-    with _existing_store(_operator_config(args)) as store:
-        silences = store.silences(datetime.now(UTC))
+    async def active() -> list[Silence]:
+        async with _existing_store(_operator_config(args)) as store:
+            return await store.silences(datetime.now(UTC))
+
     table = Table("id", "check", "from", "until", "reason", title="silences")
-    for silence in silences:
+    for silence in asyncio.run(active()):
         table.add_row(
             str(silence.id), silence.check, f"{silence.starts_at:%Y-%m-%d %H:%M}Z",
             f"{silence.ends_at:%Y-%m-%d %H:%M}Z", silence.reason,
@@ -414,31 +443,42 @@ def silence_list(args: argparse.Namespace) -> int:
 
 
 def silence_remove(args: argparse.Namespace) -> int:
-    with _existing_store(_operator_config(args)) as store:
-        removed = store.remove_silence(args.id)
-    if not removed:
+    async def remove() -> bool:
+        async with _existing_store(_operator_config(args)) as store:
+            return await store.remove_silence(args.id)
+
+    if not asyncio.run(remove()):
         raise CommandError(f"no active silence {args.id}")
     print(f"silence #{args.id} removed; notifications resume for what is still failing")
     return 0
 
 
 def migrate(args: argparse.Namespace) -> int:
-    path = Path(_operator_config(args).monitor.state_path)
-    existed = path.is_file()
+    print(asyncio.run(_migrate(_operator_config(args))))
+    return 0
+
+
+async def _migrate(config: Config) -> str:
+    path = Path(config.monitor.state_path)
+    existed = await asyncio.to_thread(path.is_file)
     try:
-        store = SqliteStore(path)
+        store = await open_state_store(config.monitor)
     except StoreError as exc:
         raise CommandError(str(exc)) from None
-    with store:
-        version = store.schema_version
-        if not existed:
-            print(f"created the state store {path} at schema version {version}")
-        elif not store.migrated:
-            print(f"state store {path} is up to date (schema version {version})")
-        else:
-            applied = "; ".join(f"{migration.version}: {migration.description}" for migration in store.migrated)
-            print(f"state store {path} migrated to schema version {version} (applied {applied})")
-    return 0
+    try:
+        version = await store.schema_version()
+        # The migrations this open applied (SqliteStore.migrated; a store without it applied none it reports).
+        migrated: list[Migration] = getattr(store, "migrated", [])
+    except StoreUnavailable as exc:
+        raise CommandError(f"state store {store.display}: {exc}") from None
+    finally:
+        await store.close()
+    if not existed:
+        return f"created the state store {store.display} at schema version {version}"
+    if not migrated:
+        return f"state store {store.display} is up to date (schema version {version})"
+    applied = "; ".join(f"{migration.version}: {migration.description}" for migration in migrated)
+    return f"state store {store.display} migrated to schema version {version} (applied {applied})"
 
 
 def schema(_: argparse.Namespace) -> int:

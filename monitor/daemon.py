@@ -14,12 +14,12 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from checks.heartbeat.pings import SqlitePingLedger
+from checks.heartbeat.pings import PingLedger
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
 from monitor.cluster.metrics import ClusterMetrics
-from monitor.cluster.single import SingleProcess
+from monitor.cluster.single import SingleProcess, SqliteMembership
 from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
@@ -35,10 +35,12 @@ from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
 from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
+from monitor.side_stores import SideStores, open_side_stores
 from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
-from monitor.store import Silence, SqliteStore, prune_expired
+from monitor.store import Silence, prune_expired
+from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
 
@@ -100,6 +102,8 @@ class Daemon:
 
     # The server reads these.
     store: GuardedStore
+    side: SideStores
+    heartbeats: PingLedger
     scheduler: Scheduler
 
     def heartbeat_age(self) -> float:
@@ -139,27 +143,30 @@ class Daemon:
         async with AsyncExitStack() as stack:
             stack.callback(self._stopped)
             path = self.config.monitor.state_path
-            self.store = GuardedStore(SqliteStore(path), self.metrics, self.clock, path=path)
-            stack.callback(self.store.close)
+            state_store = await open_state_store(self.config.monitor)
+            self.store = GuardedStore(state_store, self.metrics, self.clock)
+            stack.push_async_callback(self.store.close)
+            self.side = await open_side_stores(self.config.monitor, state_store)
+            stack.push_async_callback(self.side.close)
             self.http = http_session(self.config.monitor.concurrency)
             stack.push_async_callback(self.http.close)
-            self.heartbeats = SqlitePingLedger(path)
-            stack.callback(self.heartbeats.close)
+            self.heartbeats = self.side.pings
             self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
             stack.callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
             sinks = self._build_sinks(self.config)
-            self.pipeline = Pipeline(self.config, self.store, sinks, self.metrics, self.clock, self.http)
+            self.pipeline = await Pipeline.open(self.config, self.store, sinks, self.metrics, self.clock, self.http)
             stack.push_async_callback(self._close_pipeline)
             self.incidents = self.pipeline.incidents
             self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
-            self.context = ContextService(self.config, self.incidents, self.http, self.clock, self.notifier.publish)
+            self.context = ContextService(self.config, self.pipeline, self.http, self.clock, self.side.journal)
             stack.push_async_callback(self.context.close)
-            self.pipeline.route = self.context.publish
-            self.pipeline.announce_unannounced()
+            self.pipeline.route = self.context.route
+            await self.pipeline.announce_unannounced()
             self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
             cluster_metrics = ClusterMetrics(self.metrics.shared)
-            self.cluster = SingleProcess(self.config.monitor.node_name, path, self.clock, cluster_metrics)
+            membership = self.side.membership if isinstance(self.side.membership, SqliteMembership) else None
+            self.cluster = SingleProcess(self.config.monitor.node_name, membership, self.clock, cluster_metrics)
             stack.push_async_callback(self.cluster.aclose)
             app = build_app(self)
             add_context_routes(app, self)
@@ -254,7 +261,7 @@ class Daemon:
             await self._start_check(check, new)
         self.dispatcher.replace_sinks(sinks)
         self.context.update_config(new)
-        self.pipeline.update_config(new)
+        await self.pipeline.update_config(new)
         for key in ("listen", "duration_metric", "duration_buckets"):
             if getattr(new.server, key) != getattr(old.server, key):
                 log.warning("config.reload_needs_restart", key=f"server.{key}", running=getattr(old.server, key))
@@ -281,16 +288,14 @@ class Daemon:
 
     def _build_sinks(self, config: Config, keep: dict[str, Sink] | None = None) -> dict[str, Sink]:
         keep = keep or {}
-        context = SinkContext(self.http, self.clock, self.config.monitor.state_path)
+        context = SinkContext(self.http, self.clock, self.side.threads)
         return {
             name: keep.get(name) or registry.create_sink(name, sink_config, context)
             for name, sink_config in config.sinks.items()
         }
 
-    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
-        incident, events = self.incidents.acknowledge(incident_id, by, note)
-        self.pipeline.publish(events)
-        return incident
+    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
+        return await self.pipeline.acknowledge(incident_id, by, note)
 
     @property
     def api_token(self) -> str | None:
@@ -306,8 +311,8 @@ class Daemon:
     async def _tick_forever(self) -> None:
         while True:
             try:
-                self.context.apply_recorded_actions()
-                self.pipeline.tick()
+                await self.context.apply_recorded_actions()
+                await self.pipeline.tick()
                 self._refresh_due_sinks()
             except Exception:
                 log.exception("incidents.tick_failed")
@@ -378,8 +383,9 @@ class Daemon:
         await asyncio.gather(*running, return_exceptions=True)
 
     def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
-        """What history sets apart from uptime, read once per flush."""
-        return self.store.silences(self.clock.now()), self.config.settings.maintenance
+        """What history sets apart from uptime, read once per flush (the silences as of the last tick)."""
+        silences = self.pipeline.incidents.silences if hasattr(self, "pipeline") else []
+        return silences, self.config.settings.maintenance
 
     async def _flush_history(self) -> None:
         """The runs since the last flush, written before the state file closes."""

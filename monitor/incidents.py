@@ -31,7 +31,7 @@ from monitor.flapping import FlapChange, FlapDetector
 from monitor.incident_log import IncidentLog
 from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
 from monitor.runbooks import default_runbook
-from monitor.store import Silence, StateStore
+from monitor.store import Acknowledgement, Silence, StateChange
 
 FLAPPING_CODE = "flapping"
 MONITOR_CHECK = "_monitor"
@@ -116,25 +116,42 @@ def classify(config: CheckConfig, finding: Finding) -> Severity:
 
 
 class IncidentManager:
-    def __init__(self, store: StateStore, log: IncidentLog, clock: Clock, config: Config) -> None:
-        self._store = store
+    def __init__(
+        self,
+        log: IncidentLog,
+        clock: Clock,
+        config: Config,
+        *,
+        open_incidents: Iterable[Incident] = (),
+        silences: Iterable[Silence] = (),
+        last_incident_id: int = 0,
+    ) -> None:
         self._log = log
         self._clock = clock
         self._config = config
         self._states: dict[str, _CheckState] = {}
-        self._silences: list[Silence] = store.silences(clock.now())
+        self._silences: list[Silence] = list(silences)
+        self._last_id = last_incident_id
+        self._change = StateChange()
+        self._in_change: set[int] = set()
+        """Ids of the incidents already in `_change` (opened or saved)."""
         self._open: dict[str, Incident] = {}
         self._open_codes: dict[str, set[str]] = {}
         """Codes of each check's open incidents: a run looks up its own, never scans them all."""
         self._open_counts = dict.fromkeys(Severity, 0)
         self._unsaved: dict[str, Incident] = {}
         """Incidents changed only by another failing run (count, summary, evidence): written by `flush`."""
-        for incident in store.open_incidents():
+        for incident in open_incidents:
             self._add_open(incident)
 
     @property
     def open_incidents(self) -> list[Incident]:
         return sorted(self._open.values(), key=lambda incident: incident.id)
+
+    @property
+    def silences(self) -> list[Silence]:
+        """The silences as of the last tick."""
+        return list(self._silences)
 
     def open_counts(self) -> dict[Severity, int]:
         return dict(self._open_counts)
@@ -228,7 +245,7 @@ class IncidentManager:
         incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
         change = f"{previous.value} -> {severity.value}: {finding.summary}"
         self._log.write(now, "severity raised", incident, change)
-        self._store.save_incident(incident)
+        self._save(incident)
         if incident.paged:
             return [self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous)]
         return []
@@ -273,7 +290,7 @@ class IncidentManager:
             dependency.record(
                 now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}"
             )
-            self._store.save_incident(dependency)
+            self._save(dependency)
 
     # Flapping
 
@@ -288,7 +305,7 @@ class IncidentManager:
             for incident in self._open.values():
                 if incident.check == check:
                     incident.record(self._clock.now(), "flapping", f"{check} started flapping ({percent})")
-                    self._store.save_incident(incident)
+                    self._save(incident)
             finding = Finding(FLAPPING_CODE, Status.WARNING, f"{check} is flapping: {percent}", Severity.P3)
             return self._open_incident(check, config, finding, classify(config, finding), 0, None)
         if change is FlapChange.STOPPED:
@@ -345,7 +362,10 @@ class IncidentManager:
             incident.record(now, "held", f"no one paged: {hold}")
         else:
             level = self._mark_paged(incident, now)
-        incident = self._store.create_incident(incident)  # opened and paged (or held): one write
+        self._last_id += 1
+        incident.id = self._last_id
+        self._change.opened.append(incident)  # opened and paged (or held): one write
+        self._in_change.add(incident.id)
         self._add_open(incident)
         self._log.write(now, "detected", incident, finding.summary)
         if hold is not None:
@@ -354,7 +374,7 @@ class IncidentManager:
 
     def _page(self, incident: Incident, now: datetime) -> IncidentEvent:
         level = self._mark_paged(incident, now)
-        self._store.save_incident(incident)
+        self._save(incident)
         return self._event(IncidentEventKind.OPENED, incident, level=level)
 
     def _mark_paged(self, incident: Incident, now: datetime) -> EscalationLevel | None:
@@ -377,7 +397,7 @@ class IncidentManager:
         incident.record(now, "resolved", f"resolved after {lasted}: {resolution}")
         if incident.paged and incident.severity.rank <= 2 and incident.check != MONITOR_CHECK:
             incident.postmortem_path = self._postmortem_path(incident)
-        self._store.save_incident(incident)
+        self._save(incident)
         self._remove_open(incident)
         self._log.write(now, "resolved", incident, resolution)
         return [self._event(IncidentEventKind.RESOLVED, incident)] if incident.paged else []
@@ -397,11 +417,22 @@ class IncidentManager:
             del self._open_codes[incident.check]
 
     def flush(self) -> None:
-        """Write what further failing runs changed, in one transaction: an outage of 1,000 checks
-        is one write a second, not 1,000. A crash loses at most the last second's run counts."""
-        if self._unsaved:
-            self._store.save_incidents(list(self._unsaved.values()))
-            self._unsaved.clear()
+        """Add what further failing runs changed to the change: an outage of 1,000 checks is one
+        write a second, not 1,000. A crash loses at most the last second's run counts."""
+        for incident in self._unsaved.values():
+            self._save(incident)
+        self._unsaved.clear()
+
+    def _save(self, incident: Incident) -> None:
+        if incident.id not in self._in_change:
+            self._in_change.add(incident.id)
+            self._change.saved.append(incident)
+
+    def take_change(self) -> StateChange:
+        """What the decisions since the last call changed, for the store to write in one transaction."""
+        change, self._change = self._change, StateChange()
+        self._in_change = set()
+        return change
 
     def _postmortem_path(self, incident: Incident) -> str:
         name = f"{incident.opened_at:%Y-%m-%d}-incident-{incident.id}-{incident.check}-{incident.code}.md"
@@ -426,7 +457,7 @@ class IncidentManager:
             incident = self._open.get(event.incident.key)
             if incident is not None:
                 incident.record(now, "muted", f"{self._notice(event)} not sent: {hold}")
-                self._store.save_incident(incident)
+                self._save(incident)
         return heard
 
     @staticmethod
@@ -437,16 +468,18 @@ class IncidentManager:
 
     # Time
 
-    def tick(self) -> list[IncidentEvent]:
+    def tick(
+        self, silences: Iterable[Silence], acknowledgements: Iterable[Acknowledgement] = ()
+    ) -> list[IncidentEvent]:
         """What time alone decides: acknowledgements left by the CLI, pages held by silences
         that ended, escalations, response-time breaches and status updates."""
-        return self._unmuted(self._tick())
+        return self._unmuted(self._tick(list(silences), acknowledgements))
 
-    def _tick(self) -> list[IncidentEvent]:
+    def _tick(self, silences: list[Silence], acknowledgements: Iterable[Acknowledgement]) -> list[IncidentEvent]:
         now = self._clock.now()
         self.flush()
-        self._silences = self._store.silences(now)
-        events = self._apply_requested_acknowledgements()
+        self._silences = silences
+        events = self._apply_requested_acknowledgements(acknowledgements)
         for incident in self.open_incidents:
             if not incident.paged:
                 if self._hold_reason(incident.check, now) is None:
@@ -457,7 +490,7 @@ class IncidentManager:
             events += self._check_response(incident, now)
             events += self._status_update(incident, now)
             if len(events) > before:
-                self._store.save_incident(incident)
+                self._save(incident)
         return events
 
     def _levels_for(self, incident: Incident) -> list[EscalationLevel]:
@@ -510,15 +543,9 @@ class IncidentManager:
         incident.record(now, "status_update", f"status update sent (Status: {status})")
         return [self._event(IncidentEventKind.STATUS_UPDATE, incident, status=status, progress=progress)]
 
-    def unannounced_pages(self) -> list[IncidentEvent]:
-        """Open incidents paged but with nothing in the outbox: a crash (or a storm group still
-        held) came between the page and its notification. Their initial alert goes out again,
-        under the same notification id, so it is never sent twice."""
-        return [
-            self._event(IncidentEventKind.OPENED, incident)
-            for incident in self.open_incidents
-            if incident.paged and not self._store.deliveries_for(incident.id)
-        ]
+    def initial_alert(self, incident: Incident) -> IncidentEvent:
+        """The OPENED event of an incident already paged (see Pipeline.announce_unannounced)."""
+        return self._event(IncidentEventKind.OPENED, incident)
 
     # Acknowledgement
 
@@ -536,47 +563,49 @@ class IncidentManager:
         text = f"acknowledged by {by}" + (f": {note}" if note else "")
         incident.record(now, "acknowledged", text)
         self._log.write(now, "acknowledged", incident, text)
-        self._store.save_incident(incident)
+        self._save(incident)
         events = [self._event(IncidentEventKind.ACKNOWLEDGED, incident)] if incident.paged else []
         return incident, self._unmuted(events)
 
-    def _apply_requested_acknowledgements(self) -> list[IncidentEvent]:
+    def _apply_requested_acknowledgements(self, requests: Iterable[Acknowledgement]) -> list[IncidentEvent]:
         events: list[IncidentEvent] = []
-        for request in self._store.unapplied_acknowledgements():
+        for request in requests:
             events += self.acknowledge(request.incident_id, request.by, request.note)[1]
-            self._store.mark_acknowledgement_applied(request.seq)
+            self._change.acknowledgements_applied.append(request.seq)
         return events
 
     # Diagnosis context and notes from outside the check flow (monitor/context)
 
     def attach_context(
-        self, incident_id: int, context: IncidentContext, text: str, earlier: list[TimelineEvent]
+        self, found: Incident, context: IncidentContext, text: str, earlier: list[TimelineEvent]
     ) -> Incident | None:
         """Store an incident's context once, with one timeline entry, and the `earlier` events
-        (changes before it opened) in time order; None when unknown or already attached."""
-        incident = self._find(incident_id)
-        if incident is None or incident.context is not None:
+        (changes before it opened) in time order; None when already attached."""
+        incident = self.live(found)
+        if incident.context is not None:
             return None
         incident.context = context
         incident.timeline = sorted([*incident.timeline, *earlier], key=lambda event: event.at)
         incident.record(self._clock.now(), "context", text)
-        self._store.save_incident(incident)
+        self._save(incident)
         return incident
 
-    def annotate(self, incident_id: int, kind: str, text: str, at: datetime | None = None) -> Incident | None:
+    def annotate(self, found: Incident, kind: str, text: str, at: datetime | None = None) -> Incident:
         """A timeline entry and an incidents.log line (`Incident <kind> - ...`) from outside the check flow."""
-        incident = self._find(incident_id)
-        if incident is None:
-            return None
+        incident = self.live(found)
         moment = at or self._clock.now()
         incident.record(moment, kind, text)
         self._log.write(moment, kind, incident, text)
-        self._store.save_incident(incident)
+        self._save(incident)
         return incident
 
-    def _find(self, incident_id: int) -> Incident | None:
-        live = next((i for i in self._open.values() if i.id == incident_id), None)
-        return live or self._store.get_incident(incident_id)
+    def find_open(self, incident_id: int) -> Incident | None:
+        return next((i for i in self._open.values() if i.id == incident_id), None)
+
+    def live(self, incident: Incident) -> Incident:
+        """The open incident itself when `incident` (read from the store) is open, else `incident`."""
+        live = self._open.get(incident.key)
+        return live if live is not None and live.id == incident.id else incident
 
     def _event(
         self,

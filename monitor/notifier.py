@@ -12,11 +12,10 @@ flood a sink (`storm_threshold` of a kind waiting for it) go out grouped as soon
 is free (alerting/queue.py)."""
 
 from collections import deque
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from alerting.base import Notification, NotificationKind
-from alerting.dispatcher import Dispatcher
+from alerting.dispatcher import Outgoing
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.incidents import IncidentEvent, IncidentEventKind, reached_levels
@@ -35,46 +34,37 @@ _KIND = {
 
 
 class Notifier:
-    def __init__(
-        self,
-        config: Config,
-        dispatcher: Dispatcher,
-        metrics: MonitorMetrics,
-        clock: Clock,
-        on_resolved: Callable[[IncidentEvent], None] = lambda _: None,
-    ) -> None:
+    def __init__(self, config: Config, metrics: MonitorMetrics, clock: Clock) -> None:
         self.config = config
-        self._dispatcher = dispatcher
         self._metrics = metrics
         self._clock = clock
-        self._on_resolved = on_resolved
         self._recent_initials: deque[datetime] = deque()
         self._held: list[IncidentEvent] = []
         self._held_since: datetime | None = None
 
-    def publish(self, events: list[IncidentEvent]) -> None:
+    def publish(self, events: list[IncidentEvent]) -> list[Outgoing]:
+        """The notifications of `events` to send now; initial alerts of a storm are held."""
+        outgoing = []
         for event in events:
             self._count(event)
-            if event.kind is IncidentEventKind.RESOLVED:
-                self._on_resolved(event)
             if event.kind is IncidentEventKind.OPENED and self._storming(event):
                 self._hold(event)
                 continue
-            self._dispatcher.submit(self.notification(event), self.audience(event))
+            outgoing.append(Outgoing(self.notification(event), self.audience(event)))
+        return outgoing
 
-    def flush(self, now: bool = False) -> None:
-        """Send the grouped message once the storm window of the held alerts has passed (or `now`)."""
+    def flush(self, now: bool = False) -> list[Outgoing]:
+        """The grouped message, once the storm window of the held alerts has passed (or `now`)."""
         if not self._held or self._held_since is None:
-            return
+            return []
         window_end = self._held_since + timedelta(seconds=self.config.settings.alerting.storm_window)
         if not now and self._clock.now() < window_end:
-            return
+            return []
         held, self._held, self._held_since = self._held, [], None
         # Each alert is recorded in the outbox as its own (so a restart knows each incident
         # was announced) and each sink sends those it hears as one grouped message.
         together = f"storm:{held[0].incident.id}" if len(held) > 1 else None
-        for event in held:
-            self._dispatcher.submit(self.notification(event), self.audience(event), together)
+        return [Outgoing(self.notification(event), self.audience(event), together) for event in held]
 
     def _storming(self, event: IncidentEvent) -> bool:
         now = self._clock.now()

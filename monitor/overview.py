@@ -32,8 +32,8 @@ class OverviewSource(Protocol):
     incidents: Flapping
 
 
-def holds(source: OverviewSource, now: datetime) -> dict[str, Hold]:
-    silences, windows = source.store.silences(now), source.config.settings.maintenance
+async def holds(source: OverviewSource, now: datetime) -> dict[str, Hold]:
+    silences, windows = await source.store.silences(now), source.config.settings.maintenance
     return {name: hold for name in source.config.checks if (hold := hold_on(name, silences, windows, now))}
 
 
@@ -47,7 +47,7 @@ async def overview(source: OverviewSource) -> list[CheckRow]:
     return check_rows(
         source.config.checks,
         source.last_runs,
-        holds(source, now),
+        await holds(source, now),
         flapping={name for name in source.config.checks if source.incidents.is_flapping(name)},
         uptimes=source.history.uptimes,
         last_pings=pings,

@@ -1,38 +1,56 @@
 """The incident flow, wired once: check results and time in, notifications out.
 
-    state store (guarded) -> IncidentManager -> route -> Notifier -> Dispatcher -> sinks
+    state store (guarded) -> IncidentManager -> route -> Notifier -> recorder -> store -> sinks
 
 `run` (monitor/daemon.py), `once --notify` (monitor/commands.py) and the tests' harness
-all build it through `Pipeline` (each opens the store, guards it and closes it), so each
+all build it through `Pipeline.open` (each opens the store, guards it and closes it), so each
 gets the same connectivity guard (while the monitor cannot reach `[monitor]
 connectivity_check`, a failing run counts as unknown and concludes nothing, and one
 incident about the monitor says so), the same run metrics, and the same watch over the
 state store (while it cannot be written, notifications go out from memory and one incident
 about the monitor says so; see monitor/store_guard.py).
 
-`route` is where events go on their way to the notifier: the notifier itself, or what holds
-a page for a while first (the daemon's diagnosis context)."""
+Each batch of decisions is recorded in one transaction (`_record`): the incidents it opened
+and changed, the acknowledgements it applied and the outbox rows of the notifications that
+go out now; only then are post-mortem drafts written and the notifications handed to the
+sinks' queues. A crash before the commit loses the decisions, never half of them.
+
+`route` is where events go on their way to the notifier: the events that go out now (all of
+them by default), the others held for a while first (the daemon's diagnosis context) and
+handed back with `release`. Initial alerts the notifier holds during a storm, and pages held
+for context, get their outbox rows in the batch that releases them; a crash in between is
+covered at the next start by `announce_unannounced`."""
 
 from collections.abc import Callable
+from datetime import datetime
 
 import aiohttp
 
 from alerting.base import Sink
-from alerting.dispatcher import Dispatcher
+from alerting.dispatcher import Dispatcher, Outgoing
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.connectivity import ConnectivityProbe
+from monitor.context.model import IncidentContext
 from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentEvent, IncidentManager
+from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
 from monitor.metrics import MonitorMetrics
-from monitor.model import Severity, Status
+from monitor.model import Incident, Severity, Status, TimelineEvent
 from monitor.notifier import Notifier
 from monitor.postmortem import write_draft
 from monitor.runner import RunResult
+from monitor.store import StateChange
 from monitor.store_guard import GuardedStore
 
 CONNECTIVITY_CODE = "connectivity"
 STATE_STORE_CODE = "state_store"
+
+Epoch = Callable[[], int | None]
+"""The leadership epoch stamped on every change (None: a store no replica shares)."""
+
+
+def _no_epoch() -> int | None:
+    return None
 
 
 class Pipeline:
@@ -40,39 +58,74 @@ class Pipeline:
         self,
         config: Config,
         store: GuardedStore,
+        incidents: IncidentManager,
         sinks: dict[str, Sink],
         metrics: MonitorMetrics,
         clock: Clock,
         http: aiohttp.ClientSession | None,
+        epoch: Epoch = _no_epoch,
     ) -> None:
         self.config = config
         self.metrics = metrics
         self.clock = clock
         self._http = http
+        self._epoch = epoch
         self.store = store
-        self.incidents = IncidentManager(self.store, IncidentLog(config.monitor.incident_log), clock, config)
+        self.incidents = incidents
         self.dispatcher = Dispatcher(
             sinks, self.store, metrics, clock, group_at=config.settings.alerting.storm_threshold
         )
-        self.dispatcher.resume()
-        self.notifier = Notifier(config, self.dispatcher, metrics, clock, self._write_postmortem)
-        self.route: Callable[[list[IncidentEvent]], None] = self.notifier.publish
+        self.notifier = Notifier(config, metrics, clock)
+        self.route: Callable[[list[IncidentEvent]], list[IncidentEvent]] = lambda events: events
         self.connectivity = self._connectivity_probe(config)
         self.refresh_incident_gauges()
 
-    def update_config(self, config: Config) -> None:
+    @classmethod
+    async def open(
+        cls,
+        config: Config,
+        store: GuardedStore,
+        sinks: dict[str, Sink],
+        metrics: MonitorMetrics,
+        clock: Clock,
+        http: aiohttp.ClientSession | None,
+        epoch: Epoch = _no_epoch,
+    ) -> "Pipeline":
+        """The pipeline on what the store kept: open incidents, silences, the last incident id,
+        and the deliveries a previous run left pending (queued again)."""
+        incidents = IncidentManager(
+            IncidentLog(config.monitor.incident_log),
+            clock,
+            config,
+            open_incidents=await store.open_incidents(),
+            silences=await store.silences(clock.now()),
+            last_incident_id=await store.last_incident_id(),
+        )
+        pipeline = cls(config, store, incidents, sinks, metrics, clock, http, epoch)
+        await pipeline.dispatcher.resume()
+        return pipeline
+
+    async def update_config(self, config: Config) -> None:
         """Adopt a reloaded config (the sinks are the caller's to replace)."""
         self.config = config
         self.dispatcher.group_at(config.settings.alerting.storm_threshold)
         self.notifier.config = config
         self.connectivity = self._connectivity_probe(config)
-        self.publish(self.incidents.update_config(config))
+        await self.commit(self.incidents.update_config(config))
 
     # Results and time
 
-    def announce_unannounced(self) -> None:
-        """At start: pages a crash kept from their notification go out (see unannounced_pages)."""
-        self.publish(self.incidents.unannounced_pages())
+    async def announce_unannounced(self) -> None:
+        """At start: open incidents paged but with nothing in the outbox (a crash, or a storm
+        group or a page held for context, came between the page and its notification) have
+        their initial alert sent again, under the same notification id, so never twice."""
+        events = [
+            self.incidents.initial_alert(incident)
+            for incident in self.incidents.open_incidents
+            if incident.paged and not await self.store.deliveries_for(incident.id)
+        ]
+        if events:
+            await self.dispatcher.submit(self.notifier.publish(events))
 
     async def on_result(self, result: RunResult) -> bool:
         """True when the run counted; False while the monitor itself is cut off (nothing concluded)."""
@@ -81,25 +134,75 @@ class Pipeline:
             self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
             return False
         self.metrics.record_run(result.check, result.status, result.duration, now)
-        self.publish(self.incidents.observe(result.check, result.findings))
+        await self.commit(self.incidents.observe(result.check, result.findings))
         self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
         return True
 
-    def tick(self, flush_now: bool = False) -> None:
+    async def tick(self, flush_now: bool = False) -> None:
         """What the daemon does every second: write what waits, then what time alone decides."""
-        self._watch_store()
-        self.publish(self.incidents.tick())
-        self.notifier.flush(now=flush_now)
+        await self._watch_store()
+        silences = await self.store.silences(self.clock.now())
+        requests = await self.store.unapplied_acknowledgements()
+        events = self.incidents.tick(silences, requests)
+        change = self.incidents.take_change()
+        outgoing = self.notifier.publish(self.route(events)) if events else []
+        await self._record(change, outgoing + self.notifier.flush(now=flush_now), events)
 
-    def publish(self, events: list[IncidentEvent]) -> None:
+    async def commit(self, events: list[IncidentEvent]) -> None:
+        """Record what the incident manager decided, with the notifications of `events` that go out now."""
+        change = self.incidents.take_change()
+        outgoing = self.notifier.publish(self.route(events)) if events else []
+        await self._record(change, outgoing, events)
+
+    async def release(self, events: list[IncidentEvent]) -> None:
+        """Events `route` held, handed back: their notifications are recorded and go out."""
+        await self._record(self.incidents.take_change(), self.notifier.publish(events), [])
+
+    async def _record(self, change: StateChange, outgoing: list[Outgoing], events: list[IncidentEvent]) -> None:
+        """The recorder: one transaction for the change and its outbox rows, then what follows the commit."""
+        addressed = self.dispatcher.address(outgoing)
+        change.outbox.extend(item.outbox_entry() for item in addressed)
+        change.epoch = self._epoch()
+        if change:
+            await self.store.record(change)
+        for event in events:
+            if event.kind is IncidentEventKind.RESOLVED:
+                await write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
+        await self.dispatcher.hand_over(addressed)
         if events:
-            self.route(events)
             self.refresh_incident_gauges()
+
+    # Changes from outside the check flow
+
+    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
+        incident, events = self.incidents.acknowledge(incident_id, by, note)
+        await self.commit(events)
+        return incident
+
+    async def annotate(self, incident_id: int, kind: str, text: str, at: datetime | None = None) -> Incident | None:
+        """A timeline entry and an incidents.log line on an open or resolved incident; None when unknown."""
+        found = self.incidents.find_open(incident_id) or await self.store.get_incident(incident_id)
+        if found is None:
+            return None
+        incident = self.incidents.annotate(found, kind, text, at)
+        await self.commit([])
+        return incident
+
+    async def attach_context(
+        self, incident_id: int, context: IncidentContext, text: str, earlier: list[TimelineEvent]
+    ) -> Incident | None:
+        found = self.incidents.find_open(incident_id) or await self.store.get_incident(incident_id)
+        if found is None:
+            return None
+        incident = self.incidents.attach_context(found, context, text, earlier)
+        await self.commit([])
+        return incident
 
     async def close(self, grace: float) -> None:
         """Write what further failing runs changed, give queued notifications `grace` to go
         out, close the sinks (the store is its opener's to close)."""
         self.incidents.flush()
+        await self.commit([])
         await self.dispatcher.drain(grace)
         for sink in self.dispatcher.sinks.values():
             await sink.aclose()
@@ -113,13 +216,15 @@ class Pipeline:
         reachable = await self.connectivity.reachable()
         self.metrics.monitor_online.set(int(reachable))
         if reachable:
-            self.publish(self.incidents.clear_monitor_incident(CONNECTIVITY_CODE, "the monitor reaches the network"))
+            await self.commit(
+                self.incidents.clear_monitor_incident(CONNECTIVITY_CODE, "the monitor reaches the network")
+            )
         else:
             summary = (
                 f"monitor cannot reach the network ({self.connectivity.display} does not answer): "
                 "findings are recorded as unknown and no incident opens until it is back"
             )
-            self.publish(self.incidents.raise_monitor_incident(CONNECTIVITY_CODE, summary, Severity.P2))
+            await self.commit(self.incidents.raise_monitor_incident(CONNECTIVITY_CODE, summary, Severity.P2))
         return reachable
 
     def _connectivity_probe(self, config: Config) -> ConnectivityProbe | None:
@@ -128,22 +233,21 @@ class Pipeline:
             return None
         return ConnectivityProbe(target, self._http, self.clock)
 
-    def _watch_store(self) -> None:
+    async def _watch_store(self) -> None:
         """Write what waits; while the store cannot be written, one incident about the monitor
         itself says so (delivered from memory to every sink)."""
-        self.store.retry()
+        await self.store.retry()
         problem = self.store.problem
         if problem is None:
-            self.publish(self.incidents.clear_monitor_incident(STATE_STORE_CODE, "the state store takes writes again"))
+            await self.commit(
+                self.incidents.clear_monitor_incident(STATE_STORE_CODE, "the state store takes writes again")
+            )
             return
         summary = (
-            f"the state store {self.store.path} cannot be written ({problem}): notifications are "
+            f"the state store {self.store.display} cannot be written ({problem}): notifications are "
             "delivered from memory and written once it can be; a restart meanwhile may lose them"
         )
-        self.publish(self.incidents.raise_monitor_incident(STATE_STORE_CODE, summary, Severity.P2))
-
-    def _write_postmortem(self, event: IncidentEvent) -> None:
-        write_draft(event.incident, self.store, self.config.monitor.name, self.clock.now())
+        await self.commit(self.incidents.raise_monitor_incident(STATE_STORE_CODE, summary, Severity.P2))
 
     def refresh_incident_gauges(self) -> None:
         for severity, count in self.incidents.open_counts().items():

@@ -35,7 +35,7 @@ class DaemonView(Protocol):
     @property
     def store_problem(self) -> str | None: ...
 
-    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
+    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
 
 
 def build_app(daemon: DaemonView) -> web.Application:
@@ -73,22 +73,22 @@ def build_app(daemon: DaemonView) -> web.Application:
     @routes.get("/api/incidents")
     async def list_incidents(request: web.Request) -> web.Response:
         include_resolved = request.query.get("all") in ("1", "true", "yes")
-        incidents = daemon.store.recent_incidents() if include_resolved else daemon.store.open_incidents()
+        incidents = await (daemon.store.recent_incidents() if include_resolved else daemon.store.open_incidents())
         return web.json_response({"incidents": [_json(incident) for incident in incidents]})
 
     @routes.get("/api/incidents/{id}")
     async def get_incident(request: web.Request) -> web.Response:
-        incident = _lookup(daemon.store, request.match_info["id"])
+        incident = await _lookup(daemon.store, request.match_info["id"])
         return web.json_response(_json(incident))
 
     @routes.post("/api/incidents/{id}/ack")
     async def acknowledge(request: web.Request) -> web.Response:
         _authorize(request, daemon.api_token)
         body = await _json_body(request)
-        existing = _lookup(daemon.store, request.match_info["id"])
+        existing = await _lookup(daemon.store, request.match_info["id"])
         by = str(body.get("by") or "api")[:100]
         note = str(body.get("note") or "")[:1000]
-        incident = daemon.acknowledge(existing.id, by, note)
+        incident = await daemon.acknowledge(existing.id, by, note)
         if incident is None:
             return web.json_response({"error": f"incident {existing.id} is already resolved"}, status=409)
         return web.json_response(_json(incident))
@@ -120,8 +120,8 @@ async def _json_body(request: web.Request) -> dict[str, object]:
     return body if isinstance(body, dict) else {}
 
 
-def _lookup(store: StateStore, raw_id: str) -> Incident:
-    incident = store.get_incident(int(raw_id)) if raw_id.isdigit() else None
+async def _lookup(store: StateStore, raw_id: str) -> Incident:
+    incident = await store.get_incident(int(raw_id)) if raw_id.isdigit() else None
     if incident is None:
         raise web.HTTPNotFound(
             text=json.dumps({"error": f"no incident {raw_id}"}), content_type="application/json"

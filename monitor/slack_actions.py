@@ -14,9 +14,9 @@ from monitor.context.actions import ActionError
 from monitor.context.service import ContextService
 from monitor.durations import format_duration
 from monitor.incident_log import utc_stamp
-from monitor.incidents import IncidentManager
 from monitor.model import Incident
-from monitor.store import StateStore, StoreError
+from monitor.pipeline import Pipeline
+from monitor.store import StateStore, StoreError, StoreUnavailable
 
 _MAX_BY_CHARS = 100
 LISTED = 20
@@ -27,10 +27,10 @@ class SlackActionsView(Protocol):
 
     store: StateStore
     clock: Clock
-    incidents: IncidentManager
+    pipeline: Pipeline
     context: ContextService
 
-    def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
+    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,35 +48,35 @@ class UnknownIncident(Exception):
     pass
 
 
-def find(daemon: SlackActionsView, raw_id: str) -> Incident:
+async def find(daemon: SlackActionsView, raw_id: str) -> Incident:
     wanted = raw_id.strip().removeprefix("#")
-    incident = daemon.store.get_incident(int(wanted)) if wanted.isdigit() else None
+    incident = await daemon.store.get_incident(int(wanted)) if wanted.isdigit() else None
     if incident is None:
         raise UnknownIncident(f"There is no incident {wanted}.")
     return incident
 
 
-def acknowledge(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
+async def acknowledge(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
     if not incident.is_open:
         return f"Incident #{incident.id} is already resolved: nothing to acknowledge."
     if incident.acknowledged:
         return f"Incident #{incident.id} was already acknowledged by {incident.acknowledged_by}."
-    if daemon.acknowledge(incident.id, user.by, "") is None:
+    if await daemon.acknowledge(incident.id, user.by, "") is None:
         return f"Incident #{incident.id} is already resolved: nothing to acknowledge."
     return f"{user.by} acknowledged incident #{incident.id} ({incident.key}): escalation stopped."
 
 
-def snooze(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
+async def snooze(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
     if not incident.is_open:
         return f"Incident #{incident.id} is already resolved: nothing to snooze."
     now = daemon.clock.now()
     until = now + timedelta(seconds=SNOOZE_SECONDS)
     try:
-        daemon.store.add_silence(incident.check, now, until, f"snoozed from Slack by {user.by}")
-    except (sqlite3.Error, StoreError) as exc:
+        await daemon.store.add_silence(incident.check, now, until, f"snoozed from Slack by {user.by}")
+    except (sqlite3.Error, StoreError, StoreUnavailable) as exc:
         return f"The snooze could not be recorded: {exc}"
     text = f"{user.by} snoozed {incident.check} for {format_duration(SNOOZE_SECONDS)} (until {utc_stamp(until)})"
-    daemon.incidents.annotate(incident.id, "silenced", text)
+    await daemon.pipeline.annotate(incident.id, "silenced", text)
     return f"{text}: incident #{incident.id} pages nobody until then."
 
 
@@ -105,9 +105,9 @@ def describe(incident: Incident, clock: Clock) -> str:
     return "\n".join(lines)
 
 
-def listing(daemon: SlackActionsView) -> str:
+async def listing(daemon: SlackActionsView) -> str:
     """The open incidents, most severe first, for `/incident list`."""
-    incidents = sorted(daemon.store.open_incidents(), key=lambda i: (i.severity.rank, i.opened_at))
+    incidents = sorted(await daemon.store.open_incidents(), key=lambda i: (i.severity.rank, i.opened_at))
     if not incidents:
         return "No open incidents."
     now = daemon.clock.now()

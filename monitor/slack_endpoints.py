@@ -75,12 +75,12 @@ class SlackEndpoints:
         verb, argument = (words[0].lower() if words else ""), (words[1] if len(words) > 1 else "")
         try:
             if verb == "list":
-                text = slack_actions.listing(self.daemon)
+                text = await slack_actions.listing(self.daemon)
             elif verb == "status" and argument:
-                text = slack_actions.describe(slack_actions.find(self.daemon, argument), self.daemon.clock)
+                text = slack_actions.describe(await slack_actions.find(self.daemon, argument), self.daemon.clock)
             elif verb == "ack" and argument:
-                incident = slack_actions.find(self.daemon, argument)
-                text = slack_actions.acknowledge(self.daemon, incident, user)
+                incident = await slack_actions.find(self.daemon, argument)
+                text = await slack_actions.acknowledge(self.daemon, incident, user)
                 self._after_answer(self._show(incident.id))
             else:
                 text = _COMMAND_HELP
@@ -115,11 +115,11 @@ class SlackEndpoints:
     async def _click(self, action_id: str, value: str, user: SlackUser, response_url: str) -> None:
         raw_id, _, deployment = value.partition(":")
         try:
-            incident = slack_actions.find(self.daemon, raw_id)
+            incident = await slack_actions.find(self.daemon, raw_id)
             if action_id == ACKNOWLEDGE:
-                text = slack_actions.acknowledge(self.daemon, incident, user)
+                text = await slack_actions.acknowledge(self.daemon, incident, user)
             elif action_id == SNOOZE:
-                text = slack_actions.snooze(self.daemon, incident, user)
+                text = await slack_actions.snooze(self.daemon, incident, user)
             else:
                 text = await slack_actions.roll_back(self.daemon, incident, deployment, user)
             await self._show(incident.id)
@@ -133,7 +133,7 @@ class SlackEndpoints:
 
     async def _show(self, incident_id: int) -> None:
         """Every app-mode parent message of the incident shows its state now."""
-        incident = self.daemon.store.get_incident(incident_id)
+        incident = await self.daemon.store.get_incident(incident_id)
         if incident is None:
             return
         for sink in self.app_sinks():

@@ -11,11 +11,11 @@ def add_status_routes(app: web.Application, daemon: OverviewSource) -> None:
     async def status_page(_: web.Request) -> web.Response:
         rows = await overview(daemon)
         days, quarters = await daemon.history.page_series(STRIP_DAYS, SPARK_STEP, SPARK_POINTS)
-        recent = daemon.store.recent_incidents(limit=RESOLVED_SHOWN * 2)
+        recent = await daemon.store.recent_incidents(limit=RESOLVED_SHOWN * 2)
         page = render_status_page(
             monitor=daemon.config.monitor.name,
             checks=rows,
-            open_incidents=daemon.store.open_incidents(),
+            open_incidents=await daemon.store.open_incidents(),
             resolved_incidents=[incident for incident in recent if not incident.is_open],
             now=daemon.clock.now(),
             days=days,

@@ -1,14 +1,16 @@
-"""The state store as the daemon uses it: a call that fails (a full disk, an I/O error) never
-raises. A read answers empty; a write is kept, in order, and written again once the store
-takes writes (a later write, or `retry()` from the daemon's tick); until then `problem`
-says why, which `/readyz` and the monitor's own incident report. Each failure is counted
-(`health_monitor_state_store_errors_total{operation}`) and logged at most once a minute.
+"""The state store as the daemon uses it: a call that fails (a full disk, an I/O error, a lost
+connection) never raises. A read answers empty; a write is kept, in order, and written again
+once the store takes writes (a later write, or `retry()` from the daemon's tick); until then
+`problem` says why, which `/readyz` and the monitor's own incident report. Each failure is
+counted (`health_monitor_state_store_errors_total{operation}`) and logged at most once a minute.
 
-A notification that cannot be recorded is still delivered (`enqueue` answers True): a
-page that cannot be recorded is better than no page."""
+A change the incident core decided is kept whole: the waiting changes are merged into one and
+written in one transaction when the store is back. A notification that cannot be recorded
+is still delivered: a page that cannot be recorded is better than no page."""
 
-import sqlite3
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
@@ -17,7 +19,19 @@ import structlog
 from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident
-from monitor.store import PRUNE_BATCH, Acknowledgement, Delivery, DeliveryState, Silence, StateStore
+from monitor.store import (
+    PRUNE_BATCH,
+    Acknowledgement,
+    CheckMemory,
+    Delivery,
+    DeliveryState,
+    OutboxEntry,
+    RecordOutcome,
+    Silence,
+    StateChange,
+    StateStore,
+    StoreUnavailable,
+)
 
 log = structlog.get_logger("monitor.store")
 
@@ -26,194 +40,227 @@ MAX_WAITING_DELIVERY_WRITES = 100_000
 """Outbox writes kept while the store refuses them (about 200 MB of documents); past that a
 delivery's record is dropped (counted, logged) and the notification still goes out. Incident
 writes are always kept: one per incident waits at most."""
-_OUTBOX_WRITES = frozenset({"enqueue", "record_attempt", "finish"})
-STORE_ERRORS = (sqlite3.Error, OSError)
 
 T = TypeVar("T")
 
 
+@dataclass(slots=True)
+class _Waiting:
+    """One write that waits: a merged change, or another call."""
+
+    operation: str
+    write: Callable[[], Awaitable[object]]
+    change: StateChange | None = None
+    deliveries: int = 0
+
+
+def merge(into: StateChange, change: StateChange) -> None:
+    """Add `change` to `into`, as if both were written in one transaction, in order."""
+    written = {incident.id for incident in into.opened} | {incident.id for incident in into.saved}
+    into.opened.extend(change.opened)
+    into.saved.extend(incident for incident in change.saved if incident.id not in written)
+    into.outbox.extend(change.outbox)
+    into.acknowledgements_applied.extend(change.acknowledgements_applied)
+    memories = {memory.check: memory for memory in into.memories}
+    for memory in change.memories:
+        memories[memory.check] = memory
+    forgotten = set(change.forgotten)
+    into.memories = [memory for check, memory in memories.items() if check not in forgotten]
+    into.forgotten = [*(check for check in into.forgotten if check not in memories), *change.forgotten]
+    into.epoch = change.epoch if change.epoch is not None else into.epoch
+
+
 class GuardedStore:
-    def __init__(self, store: StateStore, metrics: MonitorMetrics, clock: Clock, *, path: str = "") -> None:
+    def __init__(self, store: StateStore, metrics: MonitorMetrics, clock: Clock) -> None:
         self.inner = store
-        self.path = path
+        self.display = store.display
         self.problem: str | None = None
         """Why writes fail, while they do; None when the store is healthy."""
         self._metrics = metrics
         self._clock = clock
-        self._backlog: list[Callable[[], object]] = []
+        self._backlog: list[_Waiting] = []
+        self._draining = asyncio.Lock()
+        self._in_flight: _Waiting | None = None
+        self._last_silences: list[Silence] = []
         self._waiting_delivery_writes = 0
-        self._saves_waiting: set[int] = set()
         self._logged_at: float | None = None
         self._suppressed = 0
-        newest = self._read("recent_incidents", lambda: store.recent_incidents(1), [])
-        self._last_id = newest[0].id if newest else 0
 
     # Writes
 
-    def create_incident(self, incident: Incident) -> Incident:
-        written, stored = self._write("create_incident", lambda: self.inner.create_incident(incident), keep=False)
-        if written and stored is not None:
-            self._last_id = max(self._last_id, stored.id)
-            return stored
-        # Given the next id now, and written under it later; the store is this process's alone.
-        self._last_id += 1
-        provisional = incident.model_copy(update={"id": self._last_id})
-        self._backlog.append(lambda: self.inner.create_incident(provisional))
-        return provisional
+    async def record(self, change: StateChange) -> RecordOutcome:
+        if not change:
+            return RecordOutcome()
+        last = self._backlog[-1] if self._backlog else None
+        if last is not None and last.change is not None and last is not self._in_flight:
+            # Written together with the change that already waits, after it.
+            self._merge_into_last(change)
+            await self._drain("record")
+            return RecordOutcome()
+        written, outcome = await self._write("record", lambda: self.inner.record(change), keep=False)
+        if written and outcome is not None:
+            return outcome
+        self._keep_change(change)
+        return RecordOutcome()
 
-    def save_incident(self, incident: Incident) -> None:
-        if incident.id in self._saves_waiting:
-            return  # the waiting save writes the incident as it is when it runs
+    def _keep_change(self, change: StateChange) -> None:
+        kept = StateChange()
+        merge(kept, change)
+        waiting = _Waiting("record", lambda: self.inner.record(kept), kept)
+        waiting.deliveries = self._count_deliveries(kept)
+        self._backlog.append(waiting)
 
-        def save() -> None:
-            self.inner.save_incident(incident)
-            self._saves_waiting.discard(incident.id)
+    def _merge_into_last(self, change: StateChange) -> None:
+        last = self._backlog[-1]
+        assert last.change is not None
+        merge(last.change, change)
+        added = self._count_deliveries(change)
+        last.deliveries += added
 
-        written, _ = self._write("save_incident", save, keep=False)
-        if not written:
-            self._saves_waiting.add(incident.id)
-            self._backlog.append(save)
+    def _count_deliveries(self, change: StateChange) -> int:
+        """Count the change's outbox rows against the limit; drop those past it (they still go out)."""
+        room = MAX_WAITING_DELIVERY_WRITES - self._waiting_delivery_writes
+        if len(change.outbox) > room:
+            dropped = len(change.outbox) - max(room, 0)
+            del change.outbox[max(room, 0):]
+            self._metrics.state_store_errors.labels(operation="dropped").inc(dropped)
+        self._waiting_delivery_writes += len(change.outbox)
+        return len(change.outbox)
 
-    def save_incidents(self, incidents: list[Incident]) -> None:
-        waiting = [incident for incident in incidents if incident.id not in self._saves_waiting]
-        if not waiting:
-            return
+    async def enqueue(self, entries: list[OutboxEntry]) -> list[bool]:
+        written, fresh = await self._write("enqueue", lambda: self.inner.enqueue(entries), deliveries=len(entries))
+        return fresh if written and fresh is not None else [True] * len(entries)
 
-        def save() -> None:
-            self.inner.save_incidents(waiting)
-            self._saves_waiting.difference_update(incident.id for incident in waiting)
-
-        written, _ = self._write("save_incidents", save, keep=False)
-        if not written:
-            self._saves_waiting.update(incident.id for incident in waiting)
-            self._backlog.append(save)
-
-    def enqueue(self, notification_id: str, sink: str, incident_id: int, kind: str, document: str,
-                created_at: datetime) -> bool:
-        written, fresh = self._write(
-            "enqueue", lambda: self.inner.enqueue(notification_id, sink, incident_id, kind, document, created_at)
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
+        await self._write(
+            "record_attempt", lambda: self.inner.record_attempt(notification_id, sink, error), deliveries=1
         )
-        return bool(fresh) if written else True
 
-    def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
-        self._write("record_attempt", lambda: self.inner.record_attempt(notification_id, sink, error))
+    async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
+                     error: str | None = None) -> None:
+        await self._write("finish", lambda: self.inner.finish(notification_id, sink, state, at, error), deliveries=1)
 
-    def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-               error: str | None = None) -> None:
-        self._write("finish", lambda: self.inner.finish(notification_id, sink, state, at, error))
+    async def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
+        await self._write(
+            "request_acknowledgement", lambda: self.inner.request_acknowledgement(incident_id, at, by, note)
+        )
 
-    def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
-        self._write("request_acknowledgement", lambda: self.inner.request_acknowledgement(incident_id, at, by, note))
-
-    def mark_acknowledgement_applied(self, seq: int) -> None:
-        self._write("mark_acknowledgement_applied", lambda: self.inner.mark_acknowledgement_applied(seq))
-
-    def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence:
+    async def add_silence(self, check: str, starts_at: datetime, ends_at: datetime, reason: str) -> Silence:
         # The API's way in: a failure is the caller's to report, so it raises.
-        return self.inner.add_silence(check, starts_at, ends_at, reason)
+        return await self.inner.add_silence(check, starts_at, ends_at, reason)
 
-    def remove_silence(self, silence_id: int) -> bool:
-        return self.inner.remove_silence(silence_id)
+    async def remove_silence(self, silence_id: int) -> bool:
+        return await self.inner.remove_silence(silence_id)
 
-    def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
-        result = self._call("prune", lambda: self.inner.prune(before, limit))
+    async def prune(self, before: datetime, limit: int = PRUNE_BATCH) -> int:
+        result = await self._call("prune", lambda: self.inner.prune(before, limit))
         return result if isinstance(result, int) else 0
 
-    def checkpoint(self) -> None:
-        self._call("checkpoint", self.inner.checkpoint)
+    async def checkpoint(self) -> None:
+        await self._call("checkpoint", self.inner.checkpoint)
 
-    def retry(self) -> None:
+    async def retry(self) -> None:
         """Write what waits, if the store takes writes again."""
-        self._drain()
+        await self._drain()
 
     # Reads
 
-    def get_incident(self, incident_id: int) -> Incident | None:
-        return self._read("get_incident", lambda: self.inner.get_incident(incident_id), None)
+    async def last_incident_id(self) -> int:
+        return await self._read("last_incident_id", self.inner.last_incident_id, 0)
 
-    def open_incidents(self) -> list[Incident]:
-        return self._read("open_incidents", self.inner.open_incidents, [])
+    async def check_memories(self) -> list[CheckMemory]:
+        return await self._read("check_memories", self.inner.check_memories, [])
 
-    def recent_incidents(self, limit: int = 100) -> list[Incident]:
-        return self._read("recent_incidents", lambda: self.inner.recent_incidents(limit), [])
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        return await self._read("get_incident", lambda: self.inner.get_incident(incident_id), None)
 
-    def pending_deliveries(self) -> list[Delivery]:
-        return self._read("pending_deliveries", self.inner.pending_deliveries, [])
+    async def open_incidents(self) -> list[Incident]:
+        return await self._read("open_incidents", self.inner.open_incidents, [])
 
-    def deliveries_for(self, incident_id: int) -> list[Delivery]:
-        return self._read("deliveries_for", lambda: self.inner.deliveries_for(incident_id), [])
+    async def recent_incidents(self, limit: int = 100) -> list[Incident]:
+        return await self._read("recent_incidents", lambda: self.inner.recent_incidents(limit), [])
 
-    def unapplied_acknowledgements(self) -> list[Acknowledgement]:
-        return self._read("unapplied_acknowledgements", self.inner.unapplied_acknowledgements, [])
+    async def pending_deliveries(self) -> list[Delivery]:
+        return await self._read("pending_deliveries", self.inner.pending_deliveries, [])
 
-    def silences(self, now: datetime) -> list[Silence]:
-        return self._read("silences", lambda: self.inner.silences(now), [])
+    async def deliveries_for(self, incident_id: int) -> list[Delivery]:
+        return await self._read("deliveries_for", lambda: self.inner.deliveries_for(incident_id), [])
 
-    def close(self) -> None:
-        self._drain()
+    async def unapplied_acknowledgements(self) -> list[Acknowledgement]:
+        return await self._read("unapplied_acknowledgements", self.inner.unapplied_acknowledgements, [])
+
+    async def silences(self, now: datetime) -> list[Silence]:
+        """While the store cannot be read, the silences last read (still active at `now`)."""
+        try:
+            self._last_silences = await self.inner.silences(now)
+        except StoreUnavailable as exc:
+            self._failed("silences", exc)
+        return [silence for silence in self._last_silences if silence.ends_at > now]
+
+    async def schema_version(self) -> int:
+        return await self._read("schema_version", self.inner.schema_version, 0)
+
+    async def close(self) -> None:
+        await self._drain()
         if self._backlog:
-            log.error("store.unwritten_at_shutdown", path=self.path, writes=len(self._backlog), error=self.problem)
-        self._call("close", self.inner.close)
+            log.error("store.unwritten_at_shutdown", store=self.display, writes=len(self._backlog),
+                      error=self.problem)
+        await self._call("close", self.inner.close)
 
     # The guard
 
-    def _write(self, operation: str, write: Callable[[], T], keep: bool = True) -> tuple[bool, T | None]:
+    async def _write(
+        self, operation: str, write: Callable[[], Awaitable[T]], keep: bool = True, deliveries: int = 0
+    ) -> tuple[bool, T | None]:
         """Run `write` after what waits: (True, its result), or (False, None) when it could not
         run, and then it waits too if `keep`."""
-        if self._drain(operation):
+        if (not self._backlog and not self._draining.locked()) or await self._drain(operation):
             try:
-                return True, write()
-            except STORE_ERRORS as exc:
+                return True, await write()
+            except StoreUnavailable as exc:
                 self._failed(operation, exc)
         if keep:
-            self._keep(operation, write)
+            self._keep(operation, write, deliveries)
         return False, None
 
-    def _keep(self, operation: str, write: Callable[[], object]) -> None:
-        if operation not in _OUTBOX_WRITES:
-            self._backlog.append(write)
-            return
-        if self._waiting_delivery_writes >= MAX_WAITING_DELIVERY_WRITES:
+    def _keep(self, operation: str, write: Callable[[], Awaitable[object]], deliveries: int) -> None:
+        if deliveries and self._waiting_delivery_writes + deliveries > MAX_WAITING_DELIVERY_WRITES:
             self._metrics.state_store_errors.labels(operation="dropped").inc()
             return
+        self._waiting_delivery_writes += deliveries
+        self._backlog.append(_Waiting(operation, write, deliveries=deliveries))
 
-        def counted() -> object:
-            result = write()
-            self._waiting_delivery_writes -= 1
-            return result
-
-        self._waiting_delivery_writes += 1
-        self._backlog.append(counted)
-
-    def _drain(self, operation: str = "retry") -> bool:
+    async def _drain(self, operation: str = "retry") -> bool:
         """Write what waits, in order; False when the store still refuses (counted under `operation`)."""
-        while self._backlog:
-            try:
-                self._backlog[0]()
-            except sqlite3.IntegrityError as exc:
-                # Written meanwhile (by an earlier, half-failed attempt): nothing left to write.
-                log.warning("store.retry_skipped", path=self.path, error=str(exc))
-            except STORE_ERRORS as exc:
-                self._failed(operation, exc)
-                return False
-            self._backlog.pop(0)
+        async with self._draining:
+            while self._backlog:
+                waiting = self._in_flight = self._backlog[0]
+                try:
+                    await waiting.write()
+                except StoreUnavailable as exc:
+                    self._failed(operation, exc)
+                    return False
+                finally:
+                    self._in_flight = None
+                self._backlog.pop(0)
+                self._waiting_delivery_writes -= waiting.deliveries
         if self.problem is not None:
-            log.warning("store.recovered", path=self.path, was=self.problem)
+            log.warning("store.recovered", store=self.display, was=self.problem)
             self.problem = None
             self._logged_at = None
         return True
 
-    def _read(self, operation: str, read: Callable[[], T], empty: T) -> T:
+    async def _read(self, operation: str, read: Callable[[], Awaitable[T]], empty: T) -> T:
         try:
-            return read()
-        except STORE_ERRORS as exc:
+            return await read()
+        except StoreUnavailable as exc:
             self._failed(operation, exc)
             return empty
 
-    def _call(self, operation: str, call: Callable[[], T]) -> T | None:
+    async def _call(self, operation: str, call: Callable[[], Awaitable[T]]) -> T | None:
         try:
-            return call()
-        except STORE_ERRORS as exc:
+            return await call()
+        except StoreUnavailable as exc:
             self._failed(operation, exc)
             return None
 
@@ -226,7 +273,7 @@ class GuardedStore:
             return
         log.error(
             "store.write_failed" if operation not in _READS else "store.read_failed",
-            path=self.path,
+            store=self.display,
             operation=operation,
             error=self.problem,
             waiting_writes=len(self._backlog),
@@ -238,5 +285,5 @@ class GuardedStore:
 
 _READS = frozenset(
     {"get_incident", "open_incidents", "recent_incidents", "pending_deliveries", "deliveries_for",
-     "unapplied_acknowledgements", "silences"}
+     "unapplied_acknowledgements", "silences", "last_incident_id", "check_memories", "schema_version"}
 )

@@ -1,5 +1,6 @@
 """The incident pipeline on a fake clock: a config from TOML, the daemon's own `Pipeline`
-(IncidentManager, Notifier, Dispatcher), and sinks that record what reached them and when."""
+(IncidentManager, Notifier, recorder, Dispatcher) on a real SQLite store, and sinks that
+record what reached them and when."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,7 +12,7 @@ from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Severity, Status
 from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
-from monitor.store import SqliteStore
+from monitor.sqlite_store import SqliteStore
 from monitor.store_guard import GuardedStore
 from tests.fakes import START, FakeClock, settle
 
@@ -95,6 +96,8 @@ def http_check(name: str, **keys: str) -> str:
 
 
 class Harness:
+    """Built with `await Harness.open(config_path, clock)`."""
+
     def __init__(self, config_path: Path, clock: FakeClock) -> None:
         self.config_path = config_path
         self.clock = clock
@@ -104,36 +107,47 @@ class Harness:
             name: RecordingSink(name, sink_config, SinkContext(None, clock))  # type: ignore[arg-type]
             for name, sink_config in self.config.sinks.items()
         }
-        self.start()
 
-    def start(self) -> None:
-        self.store = SqliteStore(self.config.monitor.state_path)
-        guarded = GuardedStore(self.store, self.metrics, self.clock, path=self.config.monitor.state_path)
+    @classmethod
+    async def open(cls, config_path: Path, clock: FakeClock) -> "Harness":
+        harness = cls(config_path, clock)
+        await harness.start()
+        return harness
+
+    async def start(self) -> None:
+        self.store = await SqliteStore.open(self.config.monitor.state_path)
+        guarded = GuardedStore(self.store, self.metrics, self.clock)
         sinks: dict[str, Sink] = dict(self.sinks)
-        self.pipeline = Pipeline(self.config, guarded, sinks, self.metrics, self.clock, None)
+        self.pipeline = await Pipeline.open(self.config, guarded, sinks, self.metrics, self.clock, None)
         self.manager = self.pipeline.incidents
         self.dispatcher = self.pipeline.dispatcher
         self.notifier = self.pipeline.notifier
 
     async def restart(self) -> None:
         await self.close()
-        self.start()
+        await self.start()
 
     async def close(self) -> None:
         await self.pipeline.close(grace=1)
-        self.pipeline.store.close()
+        await self.pipeline.store.close()
 
     async def observe(self, check: str, *runs: list[Finding]) -> None:
         for findings in runs:
             await self.pipeline.on_result(RunResult(check, findings, 0.0))
-            await settle()
+            await self.delivered()
 
     async def minutes(self, minutes: float, every: float = 1.0) -> None:
         """Let time pass, ticking as the daemon does every second."""
         for _ in range(round(minutes * 60 / every)):
             await self.clock.advance(every)
-            self.pipeline.tick()
+            await self.pipeline.tick()
+            await self.dispatcher.idle()  # what the tick sent arrives before the clock moves on
+        await self.delivered()
+
+    async def delivered(self) -> None:
+        """Until what the pipeline handed the sinks reached them and its outcome is recorded."""
         await settle()
+        await self.dispatcher.idle()
 
     def kinds(self, sink: str) -> list[tuple[float, NotificationKind]]:
         return [(round(r.minute, 2), r.kind) for r in self.sinks[sink].received]

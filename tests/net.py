@@ -2,6 +2,7 @@
 Every address the tests use is 127.0.0.1."""
 
 import asyncio
+import inspect
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -21,12 +22,18 @@ def free_port() -> int:
 
 
 async def wait_until(condition: Callable[[], object], what: str, limit: float = 20.0) -> None:
-    """Poll `condition` until it is true, failing with `what` after `limit` seconds."""
+    """Poll `condition` (a function, or one returning an awaitable such as a store's read)
+    until it is true, failing with `what` after `limit` seconds."""
     deadline = asyncio.get_running_loop().time() + limit
-    while not condition():
+    while not await _holds(condition):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+async def _holds(condition: Callable[[], object]) -> bool:
+    result = condition()
+    return bool(await result if inspect.isawaitable(result) else result)
 
 
 closed_port = free_port

@@ -9,9 +9,10 @@ from aiohttp import web
 
 from monitor.cli import main
 from monitor.model import Incident, Severity
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.fakes import START
 from tests.net import closed_port
+from tests.store_seed import create_incident
 
 
 def app() -> web.Application:
@@ -82,11 +83,11 @@ async def test_once_exits_3_for_an_unknown_check_name(tmp_path, target, capsys) 
 
 def test_incidents_lists_open_incidents_from_the_store(tmp_path, capsys) -> None:
     path = config(tmp_path, "")
-    store = SqliteStore(tmp_path / "state.db")
-    opened = store.create_incident(
+    store = SqliteFile(tmp_path / "state.db")
+    opened = create_incident(store,
         Incident(check="api", code="down", severity=Severity.P1, opened_at=START, summary="HTTP 503", impact="-")
     )
-    store.create_incident(
+    create_incident(store,
         Incident(check="db", code="slow", severity=Severity.P3, opened_at=START, summary="slow", impact="-",
                  state="resolved", resolved_at=START)
     )
@@ -101,8 +102,8 @@ def test_incidents_lists_open_incidents_from_the_store(tmp_path, capsys) -> None
 
 def test_ack_records_the_acknowledgement_for_the_daemon(tmp_path, capsys) -> None:
     path = config(tmp_path, "")
-    store = SqliteStore(tmp_path / "state.db")
-    opened = store.create_incident(
+    store = SqliteFile(tmp_path / "state.db")
+    opened = create_incident(store,
         Incident(check="api", code="down", severity=Severity.P1, opened_at=START, summary="HTTP 503", impact="-")
     )
     store.close()
@@ -110,7 +111,7 @@ def test_ack_records_the_acknowledgement_for_the_daemon(tmp_path, capsys) -> Non
     assert "acknowledged #1 (api/down) as alice" in capsys.readouterr().out
     assert main(["ack", "42", "--config", str(path)]) == 1
     assert capsys.readouterr().err.strip() == "error: no incident 42"
-    store = SqliteStore(tmp_path / "state.db")
+    store = SqliteFile(tmp_path / "state.db")
     (request,) = store.unapplied_acknowledgements()
     store.close()
     assert (request.incident_id, request.by, request.note) == (opened.id, "alice", "on it")
@@ -118,11 +119,11 @@ def test_ack_records_the_acknowledgement_for_the_daemon(tmp_path, capsys) -> Non
 
 def test_postmortem_prints_the_draft_of_any_incident(tmp_path, capsys) -> None:
     path = config(tmp_path, "")
-    store = SqliteStore(tmp_path / "state.db")
+    store = SqliteFile(tmp_path / "state.db")
     incident = Incident(check="api", code="down", severity=Severity.P2, opened_at=START, summary="HTTP 503",
                         impact="checkout fails")
     incident.record(START, "opened", "incident opened at P2")
-    opened = store.create_incident(incident)
+    opened = create_incident(store, incident)
     store.close()
     assert main(["postmortem", str(opened.id), "--config", str(path)]) == 0
     draft = capsys.readouterr().out
@@ -136,7 +137,7 @@ def test_postmortem_prints_the_draft_of_any_incident(tmp_path, capsys) -> None:
 
 def test_silences_are_added_listed_and_removed(tmp_path, capsys) -> None:
     path = config(tmp_path, http_check("api", "http://127.0.0.1:9/"))
-    SqliteStore(tmp_path / "state.db").close()  # the daemon's, as it would be
+    SqliteFile(tmp_path / "state.db").close()  # the daemon's, as it would be
     assert main(["silence", "add", "--check", "api", "--for", "1h", "--reason", "deploy", "--config", str(path)]) == 0
     assert capsys.readouterr().out.startswith("silence #1: api until ")
     assert main(["silence", "--config", str(path), "list"]) == 0
@@ -192,6 +193,6 @@ async def test_once_notify_concludes_nothing_while_the_monitor_is_cut_off(tmp_pa
     cut_off = f'[monitor]\nconnectivity_check = "127.0.0.1:{closed_port()}"\n'
     path.write_text(path.read_text().replace("[monitor]\n", cut_off))
     await run_cli("once", "--notify", "--config", str(path))
-    with SqliteStore(tmp_path / "state.db") as store:
+    with SqliteFile(tmp_path / "state.db") as store:
         assert [incident.key for incident in store.open_incidents()] == ["_monitor/connectivity"]
     assert "monitor cannot reach the network" in alerts.read_text()

@@ -267,7 +267,7 @@ async def test_a_start_that_fails_half_way_closes_what_it_had_opened(
         busy.close()
     assert daemon.http.closed
     with pytest.raises(sqlite3.ProgrammingError, match="closed database"):
-        daemon.store.inner.open_incidents()
+        daemon.store.inner.file.open_incidents()
     assert not daemon.ready
 
 

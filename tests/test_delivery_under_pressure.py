@@ -7,15 +7,16 @@ import pytest
 import structlog
 
 from alerting.base import Notification, NotificationKind, SinkConfig, SinkContext
-from alerting.dispatcher import Dispatcher, grouped
+from alerting.dispatcher import Dispatcher, Outgoing, grouped
 from alerting.messages import render
 from alerting.slack import SlackSink
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
-from monitor.store import DeliveryState, SqliteStore
+from monitor.sqlite_store import SqliteStore
+from monitor.store import DeliveryState, OutboxEntry
 from monitor.store_guard import GuardedStore
 from tests.alerting_helpers import Receiver, notification
-from tests.fakes import FakeClock, settle
+from tests.fakes import FakeClock
 from tests.incident_harness import RecordingSink
 from tests.net import wait_until
 from tests.store_doubles import DISK_FULL, FillableStore
@@ -26,7 +27,7 @@ def recording(name: str, clock: FakeClock, **config: object) -> RecordingSink:
 
 
 def states(store: SqliteStore) -> dict[str, DeliveryState]:
-    rows = store._db.execute("SELECT notification_id || '@' || sink, state FROM outbox").fetchall()
+    rows = store.file._db.execute("SELECT notification_id || '@' || sink, state FROM outbox").fetchall()
     return dict(rows)
 
 
@@ -41,31 +42,30 @@ async def test_a_store_that_cannot_record_a_delivery_never_stops_a_sink(
 ) -> None:
     """Failure 1 of issue 10: store.finish() raised outside the worker's try and the sink's
     worker ended silently; the other notifications stayed queued until a restart."""
-    store = FillableStore(tmp_path / "state.db")
+    store = await FillableStore.open(tmp_path / "state.db")
     metrics = MonitorMetrics()
     sink = recording("slack", fake_clock)
     dispatcher = Dispatcher({"slack": sink}, store, metrics, fake_clock)
     for number in range(1, 5):
-        dispatcher.submit(alert(number))
+        await dispatcher.submit([Outgoing(alert(number))])
     monkeypatch.setattr(FillableStore, "full", True)
-    await settle()
+    await dispatcher.drain(timeout=1)
 
     assert [r.notification.incident.id for r in sink.received] == [1, 2, 3, 4]
-    await dispatcher.drain(timeout=1)
 
 
 async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recorded_once_it_has_room(
     tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    inner = FillableStore(tmp_path / "state.db")
+    inner = await FillableStore.open(tmp_path / "state.db")
     metrics = MonitorMetrics()
-    store = GuardedStore(inner, metrics, fake_clock, path=str(inner.path))
+    store = GuardedStore(inner, metrics, fake_clock)
     slack, log = recording("slack", fake_clock), recording("log", fake_clock)
     dispatcher = Dispatcher({"slack": slack, "log": log}, store, metrics, fake_clock)
     monkeypatch.setattr(FillableStore, "full", True)
     for number in range(1, 5):
-        dispatcher.submit(alert(number))
-    await settle()
+        await dispatcher.submit([Outgoing(alert(number))])
+    await dispatcher.idle()
 
     assert len(slack.received) == len(log.received) == 4
     assert store.problem == DISK_FULL
@@ -73,7 +73,7 @@ async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recor
     assert states(inner) == {}
 
     monkeypatch.setattr(FillableStore, "full", False)
-    store.retry()
+    await store.retry()
 
     assert store.problem is None
     assert set(states(inner).values()) == {"sent"} and len(states(inner)) == 8
@@ -83,11 +83,11 @@ async def test_with_the_store_full_every_page_is_delivered_from_memory_and_recor
 async def test_a_p1_is_sent_before_a_thousand_queued_p3_resolutions(tmp_path: Path, fake_clock: FakeClock) -> None:
     """Failure 2 of issue 10: one FIFO per sink made a P1 wait behind 170 P3 notifications."""
     sink = recording("slack", fake_clock)
-    dispatcher = Dispatcher({"slack": sink}, SqliteStore(tmp_path / "state.db"), MonitorMetrics(), fake_clock)
-    for number in range(1, 1001):
-        dispatcher.submit(alert(number, Severity.P3, NotificationKind.RESOLUTION))
-    dispatcher.submit(alert(5000, Severity.P1))
-    await settle()
+    store = await SqliteStore.open(tmp_path / "state.db")
+    dispatcher = Dispatcher({"slack": sink}, store, MonitorMetrics(), fake_clock)
+    resolutions = [Outgoing(alert(number, Severity.P3, NotificationKind.RESOLUTION)) for number in range(1, 1001)]
+    await dispatcher.submit([*resolutions, Outgoing(alert(5000, Severity.P1))])
+    await dispatcher.idle()
 
     first = sink.received[0].notification
     assert (first.kind, first.incident.id) == (NotificationKind.INITIAL, 5000)
@@ -105,12 +105,13 @@ async def test_a_p1_reaches_a_rate_limited_slack_within_seconds_behind_thousands
     monkeypatch.setenv("TEST_FLOOD_WEBHOOK", f"http://127.0.0.1:{server.port}/hook")
     config = SlackSink.Config.model_validate({"type": "slack", "webhook_url_env": "TEST_FLOOD_WEBHOOK"})
     slack = SlackSink("slack", config, SinkContext(http_session, fake_clock))
-    dispatcher = Dispatcher({"slack": slack}, SqliteStore(tmp_path / "state.db"), MonitorMetrics(), fake_clock)
+    store = await SqliteStore.open(tmp_path / "state.db")
+    dispatcher = Dispatcher({"slack": slack}, store, MonitorMetrics(), fake_clock)
     for number in range(1, 3001):
-        dispatcher.submit(alert(number, Severity.P3, NotificationKind.STATUS_UPDATE))
-        dispatcher.submit(alert(number, Severity.P3, NotificationKind.INITIAL))
+        await dispatcher.submit([Outgoing(alert(number, Severity.P3, NotificationKind.STATUS_UPDATE))])
+        await dispatcher.submit([Outgoing(alert(number, Severity.P3, NotificationKind.INITIAL))])
     await wait_until(lambda: receiver.received, "the first message to reach Slack")
-    dispatcher.submit(alert(9999, Severity.P1))
+    await dispatcher.submit([Outgoing(alert(9999, Severity.P1))])
 
     for _ in range(5):
         # Each second lets one message out: once its POST is done, Slack waits for the clock.
@@ -126,12 +127,11 @@ async def test_a_p1_reaches_a_rate_limited_slack_within_seconds_behind_thousands
 async def test_a_p1_storm_goes_out_as_grouped_messages_as_soon_as_the_sink_is_free(
     tmp_path: Path, fake_clock: FakeClock
 ) -> None:
-    store = SqliteStore(tmp_path / "state.db")
+    store = await SqliteStore.open(tmp_path / "state.db")
     sink = recording("slack", fake_clock)
     dispatcher = Dispatcher({"slack": sink}, store, MonitorMetrics(), fake_clock, group_at=2)
-    for number in range(1, 301):
-        dispatcher.submit(alert(number, Severity.P1))
-    await settle(200)
+    await dispatcher.submit([Outgoing(alert(number, Severity.P1)) for number in range(1, 301)])
+    await dispatcher.idle()
 
     messages = [r.notification for r in sink.received]
     assert len(messages) == 6, "300 separate posts, the last 5 minutes late at Slack's pace"
@@ -144,16 +144,13 @@ async def test_a_p1_storm_goes_out_as_grouped_messages_as_soon_as_the_sink_is_fr
 
 
 async def test_a_full_queue_sheds_the_least_severe_and_records_it(tmp_path: Path, fake_clock: FakeClock) -> None:
-    store = SqliteStore(tmp_path / "state.db")
+    store = await SqliteStore.open(tmp_path / "state.db")
     metrics = MonitorMetrics()
     sink = recording("slack", fake_clock, max_queued=3)
     dispatcher = Dispatcher({"slack": sink}, store, metrics, fake_clock)
-    dispatcher.submit(alert(1, Severity.P4))
-    dispatcher.submit(alert(2, Severity.P3))
-    dispatcher.submit(alert(3, Severity.P4))
-    dispatcher.submit(alert(4, Severity.P1))
-    dispatcher.submit(alert(5, Severity.P4))
-    await settle()
+    severities = (Severity.P4, Severity.P3, Severity.P4, Severity.P1, Severity.P4)
+    await dispatcher.submit([Outgoing(alert(number, severity)) for number, severity in enumerate(severities, 1)])
+    await dispatcher.idle()
 
     assert [r.notification.incident.id for r in sink.received] == [4, 2, 1]
     assert states(store) == {
@@ -176,18 +173,18 @@ def test_grouped_resolutions_and_updates_have_their_own_message(kind: Notificati
     assert all(f"#{number} check-{number}/down" in message.text for number in range(1, 4))
 
 
-def test_the_writes_that_wait_for_a_full_store_are_bounded(
+async def test_the_writes_that_wait_for_a_full_store_are_bounded(
     tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("monitor.store_guard.MAX_WAITING_DELIVERY_WRITES", 2)
     metrics = MonitorMetrics()
-    inner = FillableStore(tmp_path / "state.db")
+    inner = await FillableStore.open(tmp_path / "state.db")
     store = GuardedStore(inner, metrics, fake_clock)
     monkeypatch.setattr(FillableStore, "full", True)
     for number in range(5):
-        store.enqueue(f"{number}:initial", "slack", number, "initial", "{}", fake_clock.now())
+        await store.enqueue([OutboxEntry(f"{number}:initial", "slack", number, "initial", "{}", fake_clock.now())])
 
     assert metrics.state_store_errors.labels(operation="dropped")._value.get() == 3
     monkeypatch.setattr(FillableStore, "full", False)
-    store.retry()
-    assert [d.notification_id for d in inner.pending_deliveries()] == ["0:initial", "1:initial"]
+    await store.retry()
+    assert [d.notification_id for d in await inner.pending_deliveries()] == ["0:initial", "1:initial"]

@@ -2,17 +2,18 @@
 message, and one dead sink never delaying another."""
 
 import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from alerting.base import NotificationKind, SinkContext
-from alerting.dispatcher import Dispatcher
+from alerting.dispatcher import Dispatcher, Outgoing
 from alerting.slack import SlackSink
 from monitor.clock import Clock, SystemClock
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
-from monitor.store import SqliteStore
+from monitor.sqlite_store import SqliteStore
 from tests.alerting_helpers import Receiver, notification
 from tests.fakes import FakeClock
 
@@ -32,8 +33,10 @@ class RecordingSleep:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SqliteStore:
-    return SqliteStore(tmp_path / "state.db")
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    store = await SqliteStore.open(tmp_path / "state.db")
+    yield store
+    await store.close()
 
 
 @pytest.fixture
@@ -70,7 +73,7 @@ async def test_429_with_retry_after_is_waited_out_and_delivered_once(make_slack,
     receiver = Receiver(script=[(429, {"Retry-After": "1"})])
     sink = await make_slack(receiver)
     dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
     assert sleep.waits == [1.0]
     assert len(receiver.received) == 1
@@ -83,7 +86,7 @@ async def test_server_errors_are_retried_with_growing_backoff(make_slack, dispat
     receiver = Receiver(script=[(500, {}), (502, {}), (503, {})])
     sink = await make_slack(receiver)
     dispatcher, _, sleep = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
     assert len(receiver.received) == 1
     assert len(sleep.waits) == 3
@@ -94,7 +97,7 @@ async def test_a_webhook_that_hangs_times_out_and_is_retried(make_slack, dispatc
     receiver = Receiver(hang_first=1)
     sink = await make_slack(receiver, timeout="300ms")
     dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
     receiver.released.set()
     assert receiver.attempts == 2 and len(receiver.received) == 1
@@ -106,7 +109,7 @@ async def test_a_rejected_message_is_not_retried_and_counted_dead(make_slack, di
     receiver = Receiver(script=[(400, {})])
     sink = await make_slack(receiver)
     dispatcher, metrics, _ = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
     assert receiver.attempts == 1
     assert sample(metrics, "slack-oncall", "dead") == 1
@@ -118,12 +121,12 @@ async def test_gives_up_after_the_maximum_age_and_keeps_the_dead_letter(
     receiver = Receiver(always_fail=True)
     sink = await make_slack(receiver, clock=fake_clock, max_age="5m")
     dispatcher, metrics, sleep = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
     assert sample(metrics, "slack-oncall", "dead") == 1
     assert receiver.received == []
     assert 300 <= sum(sleep.waits) < 360
-    (delivery,) = store.deliveries_for(7)
+    (delivery,) = await store.deliveries_for(7)
     assert (delivery.state, delivery.attempts) == ("dead", receiver.attempts)
     assert delivery.last_error == "Slack answered 500 error"
 
@@ -131,18 +134,18 @@ async def test_gives_up_after_the_maximum_age_and_keeps_the_dead_letter(
 async def test_pending_deliveries_resume_after_a_restart_and_arrive_once(make_slack, dispatch, store) -> None:
     down = Receiver(always_fail=True)
     first, _, _ = dispatch({"slack-oncall": await make_slack(down)})
-    first.submit(notification())
-    first.submit(notification())  # the same notification again is recorded once
+    await first.submit([Outgoing(notification())])
+    await first.submit([Outgoing(notification())])  # the same notification again is recorded once
     await asyncio.sleep(0.1)
     await first.drain(timeout=0)
-    assert [d.state for d in store.pending_deliveries()] == ["pending"]
+    assert [d.state for d in await store.pending_deliveries()] == ["pending"]
 
     up = Receiver()
     second, metrics, _ = dispatch({"slack-oncall": await make_slack(up)})
-    second.resume()
+    await second.resume()
     await second.drain(timeout=10)
     assert len(up.received) == 1
-    assert [d.state for d in store.deliveries_for(7)] == ["sent"]
+    assert [d.state for d in await store.deliveries_for(7)] == ["sent"]
     assert metrics.registry.get_sample_value("health_monitor_notifications_pending") == 0
 
 
@@ -153,8 +156,8 @@ async def test_min_severity_routes_p3_away_from_a_p2_sink(make_slack, dispatch) 
         "leads": await make_slack(leads, "leads", min_severity="P2"),
     }
     dispatcher, _, _ = dispatch(sinks)
-    dispatcher.submit(notification(severity=Severity.P3, id=8))
-    dispatcher.submit(notification(severity=Severity.P1))
+    p3, p1 = notification(severity=Severity.P3, id=8), notification(severity=Severity.P1)
+    await dispatcher.submit([Outgoing(p3), Outgoing(p1)])
     await dispatcher.drain(timeout=10)
     # most severe first
     assert [p["text"].splitlines()[1] for p in everyone.received] == ["Severity: P1", "Severity: P3"]
@@ -165,7 +168,7 @@ async def test_send_resolved_false_skips_resolutions(make_slack, dispatch) -> No
     receiver = Receiver()
     sink = await make_slack(receiver, send_resolved=False)
     dispatcher, _, _ = dispatch({"slack-oncall": sink})
-    dispatcher.submit(notification(NotificationKind.RESOLUTION))
+    await dispatcher.submit([Outgoing(notification(NotificationKind.RESOLUTION))])
     await dispatcher.drain(timeout=10)
     assert receiver.attempts == 0
 
@@ -177,7 +180,7 @@ async def test_a_hanging_sink_does_not_delay_another(make_slack, dispatch) -> No
         "healthy": await make_slack(healthy, "healthy"),
     }
     dispatcher, _, _ = dispatch(sinks)
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     deadline = asyncio.get_running_loop().time() + 5
     while not healthy.received and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)

@@ -1,7 +1,7 @@
 """The playbook's escalation chain, acknowledgement, response time, status updates,
 flapping, dependencies, silences and post-mortems, on a fake clock through the sinks."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,11 +16,12 @@ P3_DOWN = Finding("down", Status.CRITICAL, "partial outage", Severity.P3)
 
 
 @pytest.fixture
-async def make(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Callable[..., Harness]]:
+async def make(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     made: list[Harness] = []
 
-    def build(checks: str = "", extra: str = CHAIN) -> Harness:
-        harness = Harness(write_config(tmp_path, checks or http_check("api", failure_threshold="1"), extra), fake_clock)
+    async def build(checks: str = "", extra: str = CHAIN) -> Harness:
+        config = write_config(tmp_path, checks or http_check("api", failure_threshold="1"), extra)
+        harness = await Harness.open(config, fake_clock)
         made.append(harness)
         return harness
 
@@ -34,7 +35,7 @@ def escalations(harness: Harness, sink: str) -> list[float]:
 
 
 async def test_unacknowledged_p1_climbs_each_level_once_at_0_15_30_60(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(61)
     assert harness.kinds("oncall")[0] == (0.0, Kind.INITIAL)
@@ -54,11 +55,11 @@ async def test_unacknowledged_p1_climbs_each_level_once_at_0_15_30_60(make) -> N
 
 
 async def test_acknowledged_at_minute_20_never_reaches_level_3(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(20)
     (incident,) = harness.manager.open_incidents
-    harness.store.request_acknowledgement(incident.id, harness.clock.now(), "alice", "restarting the service")
+    await harness.store.request_acknowledgement(incident.id, harness.clock.now(), "alice", "restarting the service")
     await harness.minutes(50)
     assert harness.sinks["manager"].received == []
     assert harness.sinks["cto"].received == []
@@ -71,7 +72,7 @@ async def test_acknowledged_at_minute_20_never_reaches_level_3(make) -> None:
 
 
 async def test_status_updates_every_15_minutes_for_p1(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(61)
     updates = [minute for minute, kind in harness.kinds("log") if kind is Kind.STATUS_UPDATE]
@@ -82,7 +83,7 @@ async def test_status_updates_every_15_minutes_for_p1(make) -> None:
 
 
 async def test_response_time_breach_at_minute_15_is_said_once_to_the_current_level(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(14)
     assert harness.metrics.registry.get_sample_value(
@@ -97,7 +98,7 @@ async def test_response_time_breach_at_minute_15_is_said_once_to_the_current_lev
 
 
 async def test_a_p3_chain_stops_at_level_2(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [P3_DOWN])
     await harness.minutes(5 * 60)
     assert escalations(harness, "lead") == [15.0]
@@ -105,7 +106,7 @@ async def test_a_p3_chain_stops_at_level_2(make) -> None:
 
 
 async def test_a_severity_rise_is_announced_at_once(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [P3_DOWN])
     await harness.minutes(3)
     await harness.observe("api", [DOWN])
@@ -113,12 +114,12 @@ async def test_a_severity_rise_is_announced_at_once(make) -> None:
 
 
 async def test_a_restart_between_minute_14_and_16_pages_level_2_once(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(14)
     await harness.close()
     await harness.clock.advance(120)  # the daemon is down from minute 14 to 16
-    harness.start()
+    await harness.start()
     await harness.minutes(10)
     (escalated_at,) = escalations(harness, "lead")
     assert 16.0 <= escalated_at < 16.1
@@ -127,7 +128,7 @@ async def test_a_restart_between_minute_14_and_16_pages_level_2_once(make) -> No
 
 
 async def test_a_check_alternating_pass_fail_is_reported_as_flapping_once(make) -> None:
-    harness = make(http_check("api", failure_threshold="2"), extra="")
+    harness = await make(http_check("api", failure_threshold="2"), extra="")
     for _ in range(30):
         await harness.observe("api", [DOWN], [UP])
         await harness.clock.advance(30)
@@ -138,7 +139,7 @@ async def test_a_check_alternating_pass_fail_is_reported_as_flapping_once(make) 
 
 
 async def test_flapping_holds_a_noisy_check_and_its_end_resolves_the_notice(make) -> None:
-    harness = make(http_check("api", failure_threshold="1", success_threshold="1"), extra="")
+    harness = await make(http_check("api", failure_threshold="1", success_threshold="1"), extra="")
     for _ in range(15):
         await harness.observe("api", [DOWN], [UP])
     sent_while_flapping = len(harness.sinks["log"].received)
@@ -154,7 +155,7 @@ async def test_a_dependent_stays_quiet_while_its_dependency_is_down(make) -> Non
     checks = http_check("db", failure_threshold="1") + http_check(
         "api", failure_threshold="1", depends_on='["db"]'
     )
-    harness = make(checks, extra="")
+    harness = await make(checks, extra="")
     db_down = Finding("down", Status.CRITICAL, "db unreachable", Severity.P1)
     await harness.observe("db", [db_down])
     await harness.observe("api", [DOWN], [DOWN])
@@ -171,9 +172,9 @@ async def test_a_dependent_stays_quiet_while_its_dependency_is_down(make) -> Non
 
 
 async def test_a_silence_suppresses_and_its_end_resumes_paging(make) -> None:
-    harness = make()
+    harness = await make()
     now = harness.clock.now()
-    harness.store.add_silence("api", now, now + timedelta(minutes=30), "deploy")
+    await harness.store.add_silence("api", now, now + timedelta(minutes=30), "deploy")
     await harness.minutes(0.05)
     await harness.observe("api", [DOWN])
     await harness.minutes(29)
@@ -195,7 +196,8 @@ days = ["thu"]
 at = "18:30"
 duration = "1h"
 """
-    harness = make(http_check("api", failure_threshold="1") + http_check("web", failure_threshold="1"), extra=window)
+    checks = http_check("api", failure_threshold="1") + http_check("web", failure_threshold="1")
+    harness = await make(checks, extra=window)
     await harness.observe("api", [DOWN])
     await harness.observe("web", [DOWN])
     assert [r.notification.incident.key for r in harness.sinks["log"].received] == ["web/down"]
@@ -206,14 +208,14 @@ duration = "1h"
 
 
 async def test_the_post_mortem_draft_lists_every_timeline_event_in_order(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(20)
     (incident,) = harness.manager.open_incidents
-    harness.manager.acknowledge(incident.id, "alice", "rolled back")
+    await harness.pipeline.acknowledge(incident.id, "alice", "rolled back")
     await harness.minutes(5)
     await harness.observe("api", [UP], [UP])
-    resolved = harness.store.get_incident(incident.id)
+    resolved = await harness.store.get_incident(incident.id)
     assert resolved is not None and resolved.postmortem_path is not None
     await harness.minutes(0.1)
     draft = Path(resolved.postmortem_path).read_text()

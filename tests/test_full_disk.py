@@ -15,7 +15,7 @@ import pytest
 import structlog
 from aiohttp import web
 
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.alerting_helpers import Receiver
 from tests.net import free_port, running_daemon, wait_until
 from tests.store_doubles import FillableStore
@@ -40,7 +40,7 @@ class Tmpfs:
 
     def fill(self) -> None:
         # The write-ahead log would otherwise be rewritten in place, needing no new space.
-        with SqliteStore(self.state_dir / "state.db") as store:
+        with SqliteFile(self.state_dir / "state.db") as store:
             store.checkpoint()
         chunk = b"\0" * (1 << 20)
         with self._filler.open("wb", buffering=0) as filler:
@@ -63,7 +63,7 @@ class DoubleDisk:
     def __init__(self, state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         self.state_dir = state_dir
         self._monkeypatch = monkeypatch
-        monkeypatch.setattr("monitor.daemon.SqliteStore", FillableStore)
+        monkeypatch.setattr("monitor.store_factory.SqliteStore", FillableStore)
 
     def fill(self) -> None:
         self._monkeypatch.setattr(FillableStore, "full", True)
@@ -149,7 +149,7 @@ url_env = "TEST_ONCALL_URL"
             assert status == 503
             assert body["status"] == "degraded" and "database or disk is full" in body["reason"]
             errors = daemon.metrics.registry.get_sample_value(
-                "health_monitor_state_store_errors_total", {"operation": "enqueue"}
+                "health_monitor_state_store_errors_total", {"operation": "record"}
             )
             assert errors and errors >= 1
 
@@ -164,7 +164,7 @@ url_env = "TEST_ONCALL_URL"
     # Failure 1 also logged a full traceback per run: now one line, at most once a minute.
     assert not [entry for entry in logged if "exc_info" in entry]
     assert len([entry for entry in logged if entry["event"] == "store.write_failed"]) == 1
-    with SqliteStore(disk.state_dir / "state.db") as store:
+    with SqliteFile(disk.state_dir / "state.db") as store:
         recorded = {incident.check: incident.state for incident in store.recent_incidents()}
         pending = store.pending_deliveries()
         sent = [d for i in store.recent_incidents() for d in store.deliveries_for(i.id) if d.state == "sent"]

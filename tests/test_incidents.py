@@ -29,7 +29,9 @@ class Harness(PipelineHarness):
         kinds = []
         for findings in runs:
             await self.clock.advance(30)
-            kinds += [event.kind for event in self.manager.observe("api", findings)]
+            events = self.manager.observe("api", findings)
+            await self.pipeline.commit(events)
+            kinds += [event.kind for event in events]
         return kinds
 
     @property
@@ -40,7 +42,7 @@ class Harness(PipelineHarness):
 @pytest.fixture
 async def harness(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Harness]:
     checks = http_check("api", failure_threshold="2", success_threshold="2")
-    harness = Harness(write_config(tmp_path, checks, sinks=("log",)), fake_clock)
+    harness = await Harness.open(write_config(tmp_path, checks, sinks=("log",)), fake_clock)
     yield harness
     await harness.close()
 
@@ -65,7 +67,7 @@ async def test_resolution_needs_success_threshold_good_runs(harness) -> None:
     assert await harness.feed([UP]) == []
     assert await harness.feed([DOWN], [UP]) == []
     assert await harness.feed([UP]) == [IncidentEventKind.RESOLVED]
-    incident = harness.store.recent_incidents()[0]
+    incident = (await harness.store.recent_incidents())[0]
     assert incident.state == "resolved"
     assert incident.resolution is not None and "2 consecutive good runs" in incident.resolution
     assert incident.failing_runs == 3
@@ -108,7 +110,7 @@ async def test_open_incidents_survive_a_restart_and_are_not_opened_again(harness
     assert [i.key for i in harness.manager.open_incidents] == ["api/down"]
     assert await harness.feed([DOWN], [DOWN], [DOWN]) == []
     assert await harness.feed([UP], [UP]) == [IncidentEventKind.RESOLVED]
-    assert len(harness.store.recent_incidents()) == 1
+    assert len(await harness.store.recent_incidents()) == 1
 
 
 async def test_a_removed_check_resolves_its_incidents(harness) -> None:

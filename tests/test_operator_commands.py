@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from monitor.model import Incident, Severity
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.fakes import START
+from tests.store_seed import create_incident
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 CONFIG = """
@@ -54,14 +55,14 @@ def elsewhere(tmp_path: Path) -> Path:
     return directory
 
 
-def daemon_store(etc: Path) -> SqliteStore:
+def daemon_store(etc: Path) -> SqliteFile:
     """The store the daemon keeps next to its config (state_path's default, relative)."""
-    return SqliteStore(etc / "state" / "health-monitor.db")
+    return SqliteFile(etc / "state" / "health-monitor.db")
 
 
 def open_incident(etc: Path) -> Incident:
     with daemon_store(etc) as store:
-        return store.create_incident(
+        return create_incident(store,
             Incident(check="api", code="down", severity=Severity.P1, opened_at=START, summary="HTTP 503", impact="-")
         )
 

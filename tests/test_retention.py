@@ -7,9 +7,12 @@ from pathlib import Path
 import pytest
 
 from monitor.model import Finding, Severity, Status
-from monitor.store import SqliteStore, prune_expired
+from monitor.sqlite_file import SqliteFile
+from monitor.sqlite_store import SqliteStore
+from monitor.store import OutboxEntry, StateChange, prune_expired
 from tests.fakes import FakeClock
 from tests.incident_harness import Harness, http_check, write_config
+from tests.store_seed import create_incident
 
 CHECKS = 40
 RUN_EVERY_SECONDS = 7
@@ -17,11 +20,12 @@ RETENTION_MINUTES = 5
 
 
 def store_size(store: SqliteStore) -> int:
-    return sum(path.stat().st_size for path in store.path.parent.glob(f"{store.path.name}*"))
+    path = store.file.path
+    return sum(file.stat().st_size for file in path.parent.glob(f"{path.name}*"))
 
 
 def rows(store: SqliteStore, table: str) -> int:
-    return int(store._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    return int(store.file._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 async def test_the_outbox_and_the_file_stop_growing_once_the_retention_window_is_full(
@@ -29,7 +33,7 @@ async def test_the_outbox_and_the_file_stop_growing_once_the_retention_window_is
 ) -> None:
     checks = "".join(http_check(f"c{i}", failure_threshold="1", success_threshold="1") for i in range(CHECKS))
     extra = f'retention = "{RETENTION_MINUTES}m"\n[alerting]\nstorm_threshold = 1000\n'
-    harness = Harness(write_config(tmp_path, checks, extra, sinks=("slack", "email")), fake_clock)
+    harness = await Harness.open(write_config(tmp_path, checks, extra, sinks=("slack", "email")), fake_clock)
     down = Finding("down", Status.CRITICAL, "down", Severity.P3)
     up = Finding("down", Status.OK, "up")
     samples: dict[int, tuple[int, int, int]] = {}
@@ -41,7 +45,7 @@ async def test_the_outbox_and_the_file_stop_growing_once_the_retention_window_is
                 # an incident opens and resolves every 84 s per check, never flapping.
                 failing = (run + i) // 6 % 2 == 0
                 await harness.observe(f"c{i}", [down if failing else up])
-            harness.notifier.publish(harness.manager.tick())
+            await harness.pipeline.tick()
             if run * RUN_EVERY_SECONDS % 60 < RUN_EVERY_SECONDS:
                 await prune_expired(harness.store, fake_clock.now() - timedelta(minutes=RETENTION_MINUTES))
                 minute = run * RUN_EVERY_SECONDS // 60
@@ -64,15 +68,15 @@ def test_prune_keeps_pending_deliveries_open_incidents_and_everything_recent(tmp
     from tests.alerting_helpers import incident
 
     clock = FakeClock()
-    with SqliteStore(tmp_path / "state.db") as store:
-        old = store.create_incident(incident(id=0, state="resolved", resolved_at=clock.now()))
-        still_open = store.create_incident(incident(id=0))
+    with SqliteFile(tmp_path / "state.db") as store:
+        old = create_incident(store, incident(id=0, state="resolved", resolved_at=clock.now()))
+        still_open = create_incident(store, incident(id=0))
         for name in ("sent", "dead", "pending"):
-            store.enqueue(f"{name}-1", "slack", old.id, "initial", "{}", clock.now())
+            store.enqueue([OutboxEntry(f"{name}-1", "slack", old.id, "initial", "{}", clock.now())])
             if name != "pending":
                 store.finish(f"{name}-1", "slack", name, clock.now())  # type: ignore[arg-type]
         later = clock.now() + timedelta(days=31)
-        fresh = store.create_incident(incident(id=0, state="resolved", resolved_at=later))
+        fresh = create_incident(store, incident(id=0, state="resolved", resolved_at=later))
 
         assert store.prune(later - timedelta(days=30), limit=10) == 2
 
@@ -83,24 +87,27 @@ def test_prune_keeps_pending_deliveries_open_incidents_and_everything_recent(tmp
 async def test_a_failing_run_that_changes_nothing_writes_nothing(
     tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    harness = Harness(write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("log",)), fake_clock)
+    config = write_config(tmp_path, http_check("api", failure_threshold="1"), sinks=("log",))
+    harness = await Harness.open(config, fake_clock)
     writes: list[int] = []
-    save, save_many = harness.store.save_incident, harness.store.save_incidents
-    monkeypatch.setattr(harness.store, "save_incident", lambda incident: (writes.append(incident.id), save(incident)))
-    monkeypatch.setattr(
-        harness.store, "save_incidents", lambda found: (writes.extend(i.id for i in found), save_many(found))
-    )
+    record = harness.store.record
+
+    async def counted(change: StateChange) -> object:
+        writes.extend(incident.id for incident in change.opened + change.saved)
+        return await record(change)
+
+    monkeypatch.setattr(harness.store, "record", counted)
     down = Finding("down", Status.CRITICAL, "HTTP 503", Severity.P2)
     try:
         await harness.observe("api", [down])
         opened = len(writes)
         await harness.observe("api", *([[down]] * 20))
-        harness.manager.flush()
+        await harness.pipeline.tick()  # what further failing runs changed is written each tick
         assert len(writes) == opened
         await harness.observe("api", [Finding("down", Status.CRITICAL, "HTTP 502", Severity.P2)])
-        harness.manager.flush()
+        await harness.pipeline.tick()
         assert len(writes) == opened + 1
-        (incident,) = harness.store.open_incidents()
+        (incident,) = await harness.store.open_incidents()
         assert (incident.summary, incident.failing_runs) == ("HTTP 502", 22)
     finally:
         await harness.close()

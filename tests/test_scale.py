@@ -21,11 +21,12 @@ from monitor import check_series, event_loop, gc_policy, registry
 from monitor.clock import SystemClock
 from monitor.config import ConfigError, load_config
 from monitor.daemon import Daemon
-from monitor.incident_log import IncidentLog
-from monitor.incidents import IncidentManager
 from monitor.metrics import MonitorMetrics
-from monitor.model import Status
-from monitor.store import SqliteStore
+from monitor.model import Finding, Status
+from monitor.pipeline import Pipeline
+from monitor.runner import RunResult
+from monitor.sqlite_store import SqliteStore
+from monitor.store_guard import GuardedStore
 from tests.fakes import FakeClock
 from tests.incident_harness import DOWN, UP, http_check, write_config
 from tests.net import free_port, running_daemon, wait_until
@@ -228,7 +229,7 @@ async def test_openmetrics_when_the_scraper_asks_for_it_with_the_process_and_pyt
 class CountingStore:
     """Counts the writes that reach the real store."""
 
-    WRITES = ("create_incident", "save_incident", "save_incidents", "enqueue", "record_attempt", "finish")
+    WRITES = ("record", "enqueue", "record_attempt", "finish")
 
     def __init__(self, store: object) -> None:
         self._store = store
@@ -244,27 +245,37 @@ class CountingStore:
         return attribute
 
 
-def test_an_ok_run_and_a_further_failing_run_that_changes_nothing_write_nothing(tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, http_check("api")))
-    store = CountingStore(SqliteStore(config.monitor.state_path))
+async def test_an_ok_run_and_a_further_failing_run_that_changes_nothing_write_nothing(tmp_path: Path) -> None:
+    config = load_config(write_config(tmp_path, http_check("api"), sinks=("log",)))
+    store = CountingStore(await SqliteStore.open(config.monitor.state_path))
     log = Path(config.monitor.incident_log)
-    incidents = IncidentManager(store, IncidentLog(str(log)), FakeClock(), config)  # type: ignore[arg-type]
+    clock = FakeClock()
+    guarded = GuardedStore(store, MonitorMetrics(), clock)  # type: ignore[arg-type]
+    pipeline = await Pipeline.open(config, guarded, {}, MonitorMetrics(), clock, None)
+
+    async def run(finding: Finding) -> None:
+        await pipeline.on_result(RunResult("api", [finding], 0.0))
+
     for _ in range(5):
-        assert incidents.observe("api", [UP]) == []
+        await run(UP)
     assert store.writes == []
     assert not log.exists()
-    incidents.observe("api", [DOWN])
-    assert incidents.observe("api", [DOWN])
+    await run(DOWN)
+    await run(DOWN)
+    assert pipeline.incidents.open_incidents
     opened = len(store.writes)
     for _ in range(10):
-        incidents.observe("api", [DOWN])
-    incidents.tick()
+        await run(DOWN)
+    await pipeline.tick()
     assert len(store.writes) == opened
-    incidents.observe("api", [replace(DOWN, summary="HTTP 502")])
+    await run(replace(DOWN, summary="HTTP 502"))
     assert len(store.writes) == opened
-    incidents.tick()
-    assert store.writes[opened:] == ["save_incidents"]
-    assert (store.open_incidents()[0].summary, store.open_incidents()[0].failing_runs) == ("HTTP 502", 13)
+    await pipeline.tick()
+    assert store.writes[opened:] == ["record"]
+    (incident,) = await guarded.open_incidents()
+    assert (incident.summary, incident.failing_runs) == ("HTTP 502", 13)
+    await pipeline.close(grace=0)
+    await guarded.close()
 
 
 def test_uvloop_is_the_default_loop_and_asyncio_an_opt_out() -> None:

@@ -18,7 +18,7 @@ from checks.base import CheckContext
 from checks.http import HttpCheck
 from monitor import logs
 from monitor.cli import main
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.net import free_port, running_daemon, wait_until
 
 HEADER_SECRET = "hdr-secret-value-9"
@@ -152,7 +152,7 @@ path = "{tmp_path}/alerts.log"
     }.items():
         assert_clean(text, channel)
     assert "notification.retry" in logged.err + logged.out
-    with SqliteStore(tmp_path / "state.db") as store:
+    with SqliteFile(tmp_path / "state.db") as store:
         stored = [d.document for i in store.recent_incidents() for d in store.deliveries_for(i.id)]
         stored += [i.model_dump_json() for i in store.recent_incidents()]
     assert_clean("".join(stored), "the state store")

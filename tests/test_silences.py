@@ -2,7 +2,7 @@
 timeline says what was muted), except the resolution of an incident that had already paged;
 the status page shows such checks as silenced or in maintenance. On a fake clock."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,12 +27,12 @@ duration = "1h"
 
 
 @pytest.fixture
-async def make(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Callable[..., Harness]]:
+async def make(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Callable[..., Awaitable[Harness]]]:
     made: list[Harness] = []
 
-    def build(extra: str = CHAIN) -> Harness:
+    async def build(extra: str = CHAIN) -> Harness:
         checks = http_check("api", failure_threshold="1") + http_check("web", failure_threshold="1")
-        harness = Harness(write_config(tmp_path, checks, extra), fake_clock)
+        harness = await Harness.open(write_config(tmp_path, checks, extra), fake_clock)
         made.append(harness)
         return harness
 
@@ -47,25 +47,25 @@ def heard(harness: Harness) -> list[tuple[float, str, Kind]]:
     )
 
 
-def muted(harness: Harness, key: str) -> list[str]:
-    incident = next(i for i in harness.store.recent_incidents() if i.key == key)
+async def muted(harness: Harness, key: str) -> list[str]:
+    incident = next(i for i in await harness.store.recent_incidents() if i.key == key)
     return [event.text for event in incident.timeline if event.kind == "muted"]
 
 
 async def test_a_silence_mutes_everything_about_a_paged_incident_but_its_resolution(make) -> None:
-    harness = make()
+    harness = await make()
     await harness.observe("api", [DOWN])
     await harness.minutes(5)
     before = heard(harness)
     assert [kind for _, name, kind in before if name == "oncall"] == [Kind.INITIAL]
     now = harness.clock.now()
-    harness.store.add_silence("api", now, now + timedelta(hours=2), "deploy")
+    await harness.store.add_silence("api", now, now + timedelta(hours=2), "deploy")
     await harness.minutes(65)
     (incident,) = harness.manager.open_incidents
-    harness.manager.acknowledge(incident.id, "alice", "watching")
+    await harness.pipeline.acknowledge(incident.id, "alice", "watching")
     await harness.minutes(1)
     assert heard(harness) == before, "nothing reaches anyone during the silence"
-    texts = muted(harness, "api/down")
+    texts = await muted(harness, "api/down")
     assert any(text.startswith("escalation to level 2 (Team Lead) not sent: silenced until") for text in texts)
     assert any(text.startswith("escalation to level 4 (CTO) not sent") for text in texts)
     assert any(text.startswith("response-time breach notice not sent") for text in texts)
@@ -81,17 +81,17 @@ async def test_a_silence_mutes_everything_about_a_paged_incident_but_its_resolut
 
 
 async def test_a_silence_on_another_check_mutes_nothing_here(make) -> None:
-    harness = make()
+    harness = await make()
     now = harness.clock.now()
-    harness.store.add_silence("web", now, now + timedelta(hours=2), "deploy")
+    await harness.store.add_silence("web", now, now + timedelta(hours=2), "deploy")
     await harness.observe("api", [DOWN])
     await harness.minutes(16)
     assert (15.0, "lead", Kind.ESCALATION) in heard(harness)
-    assert muted(harness, "api/down") == []
+    assert await muted(harness, "api/down") == []
 
 
 async def test_a_maintenance_window_that_begins_after_the_page_mutes_what_follows(make) -> None:
-    harness = make(CHAIN + WINDOW)
+    harness = await make(CHAIN + WINDOW)
     await harness.observe("api", [DOWN])
     await harness.observe("web", [DOWN])
     await harness.minutes(16)
@@ -99,7 +99,7 @@ async def test_a_maintenance_window_that_begins_after_the_page_mutes_what_follow
              if r.kind is not Kind.INITIAL]
     assert ("web/down", Kind.ESCALATION) in later, "the window covers api only"
     assert {key for key, _ in later} == {"web/down"}
-    texts = muted(harness, "api/down")
+    texts = await muted(harness, "api/down")
     assert texts and all(text.endswith("not sent: maintenance window 'database upgrade': pg 17") for text in texts)
     assert any(text.startswith("escalation to level 2 (Team Lead)") for text in texts)
 
@@ -115,7 +115,7 @@ async def test_the_status_page_shows_silenced_and_in_maintenance_checks_as_such(
     )
     async with running_daemon(config) as daemon:
         now = daemon.clock.now()
-        daemon.store.add_silence("api", now, now + timedelta(hours=1), "deploy")
+        await daemon.store.add_silence("api", now, now + timedelta(hours=1), "deploy")
         async with aiohttp.ClientSession() as http, http.get(f"http://{daemon.config.server.listen}/") as response:
             html = await response.text()
     rows = {name: html.split(f'data-check="{name}"', 1)[1].split("</tr>", 1)[0] for name in ("api", "db", "web")}

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from monitor.model import Incident, Severity
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.fakes import START
 from tests.net import LOOPBACK, free_port
+from tests.store_seed import create_incident
 
 PAGE = 4096
 
@@ -57,9 +58,9 @@ def only_error(lines: list[str]) -> str:
 def real_store(directory: Path, incidents: int = 300) -> Path:
     """A state store the daemon wrote, with enough rows to span many pages."""
     path = directory / "state" / "health-monitor.db"
-    store = SqliteStore(path)
+    store = SqliteFile(path)
     for n in range(incidents):
-        store.create_incident(
+        create_incident(store,
             Incident(check=f"c{n}", code="down", severity=Severity.P2, opened_at=START, summary="x" * 200, impact="-")
         )
     store.close()

@@ -3,6 +3,7 @@ versions existed) is upgraded in place with nothing lost, concurrent openers mig
 a file from a newer release is refused untouched, and at most one incident per key is open
 however many writers race to open it."""
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -14,11 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from monitor.context.journal import Journal
+from monitor.context.changes import Change
+from monitor.context.journal import ActionRecord, SqliteJournal
 from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.model import Incident, Severity
-from monitor.store import SqliteStore, StoreError
+from monitor.sqlite_file import SqliteFile
+from monitor.sqlite_thread import SqliteThread
+from monitor.store import StateChange, StoreError
 from tests.fakes import START
+from tests.store_seed import create_incident
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 PREVIOUS_RELEASE = REPOSITORY / "tests" / "data" / "state-previous-release.db"
@@ -43,10 +48,19 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def journal_rows(path: Path) -> tuple[list[Change], list[ActionRecord]]:
+    file = await SqliteThread.open(path)
+    try:
+        journal = SqliteJournal(file)
+        return await journal.changes(datetime(2026, 11, 1, tzinfo=UTC)), await journal.unapplied_actions()
+    finally:
+        await file.close()
+
+
 def test_a_file_of_the_previous_release_is_upgraded_in_place_with_everything_kept(old_file: Path) -> None:
-    with SqliteStore(old_file) as store:
+    with SqliteFile(old_file) as store:
         assert [migration.version for migration in store.migrated] == [migration.version for migration in MIGRATIONS]
-        assert store.schema_version == LATEST_VERSION
+        assert store.schema_version() == LATEST_VERSION
         [incident] = store.open_incidents()
         assert (incident.id, incident.key, incident.severity, incident.escalation_level) == (
             1, "api/http_status", Severity.P2, 1
@@ -60,15 +74,13 @@ def test_a_file_of_the_previous_release_is_upgraded_in_place_with_everything_kep
         [silence] = store.silences(datetime(2026, 12, 1, tzinfo=UTC))
         assert (silence.check, silence.reason) == ("db", "migration window")
         # The next incident gets the next id, not one of the old file's.
-        assert store.create_incident(Incident(
+        assert create_incident(store, Incident(
             check="api", code="latency", severity=Severity.P3, opened_at=START, summary="slow", impact="slow"
         )).id == 3
-    with Journal(old_file) as journal:
-        [change] = journal.changes(datetime(2026, 11, 1, tzinfo=UTC))
-        assert (change.deployment_id, change.commit_hash) == ("dep-1", "abc1234")
-        [action] = journal.unapplied_actions()
-        assert (action.incident_id, action.text) == (1, "restarted api")
-    with SqliteStore(old_file) as store:
+    [change], [action] = asyncio.run(journal_rows(old_file))
+    assert (change.deployment_id, change.commit_hash) == ("dep-1", "abc1234")
+    assert (action.incident_id, action.text) == (1, "restarted api")
+    with SqliteFile(old_file) as store:
         assert store.migrated == []
 
 
@@ -88,13 +100,13 @@ def test_migrate_creates_a_missing_store(tmp_path: Path) -> None:
     result = cli("migrate", cwd=tmp_path)
     path = tmp_path / RELATIVE
     assert result.stdout == f"created the state store {RELATIVE} at schema version {LATEST_VERSION}\n"
-    with SqliteStore(path) as store:
-        assert store.schema_version == LATEST_VERSION
+    with SqliteFile(path) as store:
+        assert store.schema_version() == LATEST_VERSION
 
 
 def test_openers_racing_on_an_old_file_migrate_it_once(old_file: Path) -> None:
     def open_it(_: int) -> int:
-        with SqliteStore(old_file) as store:
+        with SqliteFile(old_file) as store:
             return len(store.migrated)
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -110,7 +122,7 @@ def test_two_open_incidents_of_one_key_in_an_old_file_leave_the_newest_open(old_
     )
     db.commit()
     db.close()
-    with SqliteStore(old_file) as store:
+    with SqliteFile(old_file) as store:
         assert [incident.id for incident in store.open_incidents()] == [3]
         older = store.get_incident(1)
         assert older is not None and older.state == "resolved" and older.resolved_at is not None
@@ -123,7 +135,7 @@ def test_a_file_from_a_newer_release_is_refused_and_left_as_it_was(old_file: Pat
     db.close()
     before = old_file.read_bytes()
     with pytest.raises(StoreError, match=f"schema version 99 was written by a newer health-monitor .*{LATEST_VERSION}"):
-        SqliteStore(old_file)
+        SqliteFile(old_file)
     (old_file.parent.parent / "monitor.toml").write_text('[checks.api]\ntype = "http"\nurl = "http://127.0.0.1:9/"\n')
     result = cli("migrate", cwd=old_file.parent.parent)
     assert result.returncode == 1
@@ -133,17 +145,19 @@ def test_a_file_from_a_newer_release_is_refused_and_left_as_it_was(old_file: Pat
 
 def test_100_concurrent_create_incident_for_one_key_leave_one_open_incident(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    SqliteStore(path).close()
+    SqliteFile(path).close()
 
     def create(n: int) -> int:
-        with SqliteStore(path) as store:
-            return store.create_incident(Incident(
-                check="api", code="down", severity=Severity.P1, opened_at=START, summary=f"writer {n}", impact="all"
-            )).id
+        with SqliteFile(path) as store:
+            mine = Incident(
+                id=store.last_incident_id() + 1, check="api", code="down", severity=Severity.P1, opened_at=START,
+                summary=f"writer {n}", impact="all",
+            )
+            return store.record(StateChange(opened=[mine])).adopted.get(mine.id, mine).id
 
     with ThreadPoolExecutor(max_workers=100) as pool:
         ids = set(pool.map(create, range(100)))
-    with SqliteStore(path) as store:
+    with SqliteFile(path) as store:
         [incident] = store.open_incidents()
         assert ids == {incident.id}
         assert len(store.recent_incidents()) == 1

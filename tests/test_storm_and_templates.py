@@ -21,7 +21,7 @@ storm_window = "1m"
 
 async def test_a_burst_of_incidents_becomes_one_grouped_message_but_p1_is_never_held(tmp_path, fake_clock) -> None:
     checks = "".join(http_check(f"c{i}", failure_threshold="1") for i in range(7))
-    harness = Harness(write_config(tmp_path, checks, STORM, sinks=("log",)), fake_clock)
+    harness = await Harness.open(write_config(tmp_path, checks, STORM, sinks=("log",)), fake_clock)
     try:
         p2 = Finding("down", Status.CRITICAL, "down", Severity.P2)
         for i in range(6):
@@ -73,7 +73,7 @@ async def test_a_restart_after_a_storm_pages_no_incident_twice(tmp_path, fake_cl
     so after a clean restart 5 of the 6 grouped incidents were paged again."""
     checks = "".join(http_check(f"c{i}", failure_threshold="1") for i in range(8))
     storm = '[alerting]\nstorm_threshold = 2\nstorm_window = "1m"\n'
-    harness = Harness(write_config(tmp_path, checks, storm, sinks=("log",)), fake_clock)
+    harness = await Harness.open(write_config(tmp_path, checks, storm, sinks=("log",)), fake_clock)
     try:
         for i in range(8):
             await harness.observe(f"c{i}", [Finding("down", Status.CRITICAL, "down", Severity.P2)])
@@ -84,7 +84,7 @@ async def test_a_restart_after_a_storm_pages_no_incident_twice(tmp_path, fake_cl
         assert before[-1].kind is Kind.GROUPED and len(before[-1].notification.group) == 6
 
         await harness.restart()
-        harness.notifier.publish(harness.manager.unannounced_pages())
+        await harness.pipeline.announce_unannounced()
         await harness.minutes(1.05)
 
         assert harness.sinks["log"].received == before

@@ -60,9 +60,13 @@ class SqliteMembership:
 
 
 class SingleProcess:
-    """The daemon's cluster on SQLite: leader from start to stop."""
+    """A daemon that leads from start to stop: on SQLite, its membership row in the state file;
+    without `membership` (a state store on PostgreSQL, until its replicas elect a leader) it
+    writes no row and tells `GET /api/cluster` about itself from memory."""
 
-    def __init__(self, node: str, membership: SqliteMembership, clock: Clock, metrics: ClusterMetrics) -> None:
+    def __init__(
+        self, node: str, membership: SqliteMembership | None, clock: Clock, metrics: ClusterMetrics
+    ) -> None:
         self.node = node
         self._membership = membership
         self._clock = clock
@@ -76,24 +80,31 @@ class SingleProcess:
 
     def start(self) -> None:
         self._metrics.role_changed(True, 0)
-        self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster:membership")
+        if self._membership is not None:
+            self._heartbeat = asyncio.create_task(self._beat_forever(self._membership), name="cluster:membership")
 
     async def view(self) -> ClusterView:
-        return await self._membership.view(self._clock.now())
+        now = self._clock.now()
+        if self._membership is not None:
+            return await self._membership.view(now)
+        me = Member(self.node, Role.LEADER, 0, self._started_at, now)
+        return ClusterView(mode="single", leader=self.node, epoch=0, since=self._started_at, members=(me,))
 
     async def aclose(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._membership is None:
+            return
         try:
             await self._membership.leave(self.node)
         except StoreUnavailable as exc:
             log.warning("cluster.membership_not_written", error=str(exc))
 
-    async def _beat_forever(self) -> None:
+    async def _beat_forever(self, membership: SqliteMembership) -> None:
         while True:
             try:
-                await self._membership.seen(self.node, self._started_at, self._clock.now())
+                await membership.seen(self.node, self._started_at, self._clock.now())
             except StoreUnavailable as exc:
                 log.warning("cluster.membership_not_written", error=str(exc))
             await self._clock.sleep_until(self._clock.monotonic() + HEARTBEAT_EVERY)

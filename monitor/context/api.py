@@ -68,7 +68,7 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
         action = request.match_info["action"]
         if action not in ACTIONS:
             return _error(404, f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
-        incident = _lookup(daemon.store, request.match_info["id"])
+        incident = await _lookup(daemon.store, request.match_info["id"])
         body = await _json_body(request)
         to = str(body["to"])[:100] if body.get("to") else None
         by = str(body.get("by") or "api")[:100]

@@ -7,9 +7,9 @@ Change events and remediation outcomes reach timelines through the incident mana
 daemon stays the one writer of incidents."""
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import aiohttp
 import structlog
@@ -23,31 +23,25 @@ from monitor.context.gather import ContextGatherer
 from monitor.context.journal import Journal
 from monitor.context.model import IncidentContext
 from monitor.context.render import timeline_text
-from monitor.incidents import IncidentEvent, IncidentEventKind, IncidentManager
+from monitor.incidents import IncidentEvent, IncidentEventKind
 from monitor.model import Incident, TimelineEvent
 from monitor.store import StoreUnavailable
+
+if TYPE_CHECKING:
+    from monitor.pipeline import Pipeline
 
 log = structlog.get_logger("monitor.context")
 
 CHANGES_BEFORE_OPEN = timedelta(hours=1)
 
-Publish = Callable[[list[IncidentEvent]], None]
-
 
 class ContextService:
     def __init__(
-        self,
-        config: Config,
-        incidents: IncidentManager,
-        http: aiohttp.ClientSession,
-        clock: Clock,
-        publish: Publish,
-        journal: Journal,
+        self, config: Config, pipeline: "Pipeline", http: aiohttp.ClientSession, clock: Clock, journal: Journal
     ) -> None:
-        self._incidents = incidents
+        self._pipeline = pipeline
         self._http = http
         self._clock = clock
-        self._publish = publish
         self._gatherer = ContextGatherer(config.settings.context, http, clock)
         self.journal = journal
         self._waiting: dict[int, list[IncidentEvent]] = {}
@@ -62,7 +56,9 @@ class ContextService:
 
     # Pages
 
-    def publish(self, events: list[IncidentEvent]) -> None:
+    def route(self, events: list[IncidentEvent]) -> list[IncidentEvent]:
+        """The events that go out now; the pages of covered checks (and what follows them) wait
+        for their context and are released to the pipeline once it is gathered."""
         ready = []
         for event in events:
             incident = event.incident
@@ -75,8 +71,7 @@ class ContextService:
                 task.add_done_callback(self._tasks.discard)
             else:
                 ready.append(event)
-        if ready:
-            self._publish(ready)
+        return ready
 
     def _wants_context(self, event: IncidentEvent) -> bool:
         incident = event.incident
@@ -99,14 +94,14 @@ class ContextService:
             if context is not None:
                 events = [replace(e, incident=e.incident.model_copy(update={"context": context})) for e in events]
             if events:
-                self._publish(events)
+                await self._pipeline.release(events)
 
     async def _attach(self, incident: Incident, context: IncidentContext) -> None:
         earlier = [
             TimelineEvent(at=change.at, kind="change", text=change.describe())
             for change in await self._changes_before(incident)
         ]
-        self._incidents.attach_context(incident.id, context, timeline_text(context), earlier)
+        await self._pipeline.attach_context(incident.id, context, timeline_text(context), earlier)
 
     async def _changes_before(self, incident: Incident) -> list[Change]:
         entry = self.section.railway_for(incident.check)
@@ -126,11 +121,11 @@ class ContextService:
         else:
             text = change.describe()
         noted = []
-        for incident in self._incidents.open_incidents:
+        for incident in self._pipeline.incidents.open_incidents:
             entry = self.section.railway_for(incident.check)
             if entry is None or entry[1].service_id != change.service_id or change.at < incident.opened_at:
                 continue
-            self._incidents.annotate(incident.id, "change", text, at=change.at)
+            await self._pipeline.annotate(incident.id, "change", text, at=change.at)
             noted.append(incident.id)
         return noted
 
@@ -150,7 +145,7 @@ class ContextService:
         A state store that cannot be read now is tried again at the next tick, and holds up nothing else."""
         try:
             for record in await self.journal.unapplied_actions():
-                self._incidents.annotate(record.incident_id, "action", record.text, at=record.at)
+                await self._pipeline.annotate(record.incident_id, "action", record.text, at=record.at)
                 await self.journal.mark_action_applied(record.seq)
         except StoreUnavailable as exc:
             log.warning("context.actions_not_applied", error=str(exc))

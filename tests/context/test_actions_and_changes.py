@@ -18,13 +18,14 @@ from monitor.context.journal import SqliteJournal
 from monitor.context.railway.parse import parse_deployments
 from monitor.context.service import ContextService
 from monitor.model import Incident
+from monitor.sqlite_file import SqliteFile
 from monitor.sqlite_thread import SqliteThread
-from monitor.store import SqliteStore
 from tests.context.helpers import RAILWAY_TOKEN, deployment, deployments_answer
 from tests.fakes import START, FakeClock
 from tests.incident_harness import DOWN, UP, Harness, http_check, write_config
 from tests.integrations.helpers import VendorMock
 from tests.net import wait_until
+from tests.store_seed import create_incident
 
 DEPLOYMENTS = parse_deployments(deployments_answer()["data"])
 
@@ -67,9 +68,9 @@ environment_id = "e"
 service_id = "s"
 api_url = "http://127.0.0.1:9/graphql/v2"
 """)
-    with SqliteStore(tmp_path / "state.db") as store:
-        incident = store.create_incident(Incident(check="api", code="down", severity="P1", opened_at=START,
-                                                  summary="down", impact="down"))
+    with SqliteFile(tmp_path / "state.db") as store:
+        incident = create_incident(store, Incident(check="api", code="down", severity="P1", opened_at=START,
+                                                   summary="down", impact="down"))
     assert main(["action", str(incident.id), "restart", "--config", str(config)]) == 1
     assert capsys.readouterr().err == "error: not on a terminal: add --yes to run the action without confirmation\n"
     assert main(["action", str(incident.id), "restart", "--yes", "--config", str(config)]) == 1
@@ -89,9 +90,9 @@ project_id = "p"
 environment_id = "e"
 service_id = "s"
 """)
-    with SqliteStore(tmp_path / "state.db") as store:
-        incident = store.create_incident(Incident(check="api", code="down", severity="P1", opened_at=START,
-                                                  summary="down", impact="down"))
+    with SqliteFile(tmp_path / "state.db") as store:
+        incident = create_incident(store, Incident(check="api", code="down", severity="P1", opened_at=START,
+                                                   summary="down", impact="down"))
     asked: list[str] = []
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: asked.append(prompt) or "n")
@@ -132,26 +133,25 @@ async def test_events_of_an_incident_wait_behind_its_page_while_context_is_gathe
     monkeypatch.setenv("SENTRY_TOKEN", "sentry-token-123456")
     sentry = '[context.sentry]\ntoken_env = "SENTRY_TOKEN"\norganization = "acme"\nproject_id = 1\n'
     check = http_check("api", failure_threshold="1", success_threshold="1")
-    harness = Harness(write_config(tmp_path, check, extra=sentry, sinks=("oncall",)), fake_clock)
-    hold = ContextService(
-        harness.config, harness.manager, http_session, fake_clock, harness.notifier.publish, SqliteJournal(state_file)
-    )
+    harness = await Harness.open(write_config(tmp_path, check, extra=sentry, sinks=("oncall",)), fake_clock)
+    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
+    harness.pipeline.route = hold.route
 
     async def hang(*_: object, **__: object) -> None:
         await asyncio.Event().wait()
 
     with VendorMock() as vendor:
         vendor.get(re.compile(r"^https://sentry\.io/.*$"), callback=hang)
-        hold.publish(harness.manager.observe("api", [DOWN]))
-        hold.publish(harness.manager.observe("api", [UP]))
+        await harness.pipeline.commit(harness.manager.observe("api", [DOWN]))
+        await harness.pipeline.commit(harness.manager.observe("api", [UP]))
         await fake_clock.advance(4.9)
         assert harness.sinks["oncall"].received == [], "neither the page nor the resolution went out yet"
         await fake_clock.advance(0.1)
-        await harness.dispatcher.drain(timeout=1)
+        await wait_until(lambda: len(harness.sinks["oncall"].received) == 2, "the page and the resolution")
     received = harness.sinks["oncall"].received
     assert [r.kind.value for r in received] == ["initial", "resolution"]
     assert received[0].notification.incident.context is not None, "the page carries what was gathered"
-    (incident,) = harness.store.recent_incidents()
+    (incident,) = await harness.store.recent_incidents()
     assert [e.kind for e in incident.timeline].count("context") == 1
     await hold.close()
     await harness.close()
@@ -168,10 +168,9 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
     railway = ('[context.railway]\ntoken_env = "RAILWAY_TOKEN"\nproject_id = "p"\nenvironment_id = "e"\n'
                'service_id = "s-web"\nstatus_url = ""\n')
     check = http_check("api", failure_threshold="1")
-    harness = Harness(write_config(tmp_path, check, extra=railway, sinks=("oncall",)), fake_clock)
-    hold = ContextService(
-        harness.config, harness.manager, http_session, fake_clock, harness.notifier.publish, SqliteJournal(state_file)
-    )
+    harness = await Harness.open(write_config(tmp_path, check, extra=railway, sinks=("oncall",)), fake_clock)
+    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
+    harness.pipeline.route = hold.route
     for minutes, deployment_id, service in ((90, "d-0", "s-web"), (10, "d-3", "s-web"), (5, "w-1", "s-worker")):
         await hold.record_change(Change(at=START - timedelta(minutes=minutes), service_id=service,
                                   deployment_id=deployment_id, event="Deployment.deployed", status="SUCCESS",
@@ -179,9 +178,9 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
     with VendorMock() as vendor:
         vendor.post("https://backboard.railway.com/graphql/v2", payload=deployments_answer())
         vendor.post("https://backboard.railway.com/graphql/v2", payload={"data": {"deploymentLogs": []}})
-        hold.publish(harness.manager.observe("api", [DOWN]))
+        await harness.pipeline.commit(harness.manager.observe("api", [DOWN]))
         await wait_until(lambda: harness.sinks["oncall"].received, "the page")
-    (incident,) = harness.store.open_incidents()
+    (incident,) = await harness.store.open_incidents()
     assert [(event.at, event.kind, event.text) for event in incident.timeline][:3] == [
         (START - timedelta(minutes=10), "change", "deploy d-3-com SUCCESS"),
         (START, "first_failure", "first failing run: GET http://127.0.0.1/health failed: HTTP 503"),
@@ -195,10 +194,8 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
 async def test_a_state_file_that_cannot_be_read_holds_up_no_tick(
     tmp_path: Path, fake_clock: FakeClock, http_session: aiohttp.ClientSession, state_file: SqliteThread
 ) -> None:
-    harness = Harness(write_config(tmp_path, http_check("api"), sinks=("oncall",)), fake_clock)
-    service = ContextService(
-        harness.config, harness.manager, http_session, fake_clock, harness.notifier.publish, SqliteJournal(state_file)
-    )
+    harness = await Harness.open(write_config(tmp_path, http_check("api"), sinks=("oncall",)), fake_clock)
+    service = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
     await state_file.close()
     await service.apply_recorded_actions()  # logged, not raised: the daemon's tick goes on to escalations
     await harness.close()

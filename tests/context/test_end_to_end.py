@@ -179,13 +179,17 @@ def page(slack: Receiver) -> str:
     return next(payload["text"] for payload in slack.received if "INCIDENT DETECTED" in payload["text"])
 
 
-def timeline(daemon: Daemon, incident_id: int) -> list[str]:
-    incident = daemon.store.get_incident(incident_id)
+async def on_timeline(daemon: Daemon, incident_id: int, entry: str) -> bool:
+    return entry in await timeline(daemon, incident_id)
+
+
+async def timeline(daemon: Daemon, incident_id: int) -> list[str]:
+    incident = await daemon.store.get_incident(incident_id)
     return [f"{event.kind}: {event.text}" for event in incident.timeline] if incident else []
 
 
-def only_incident(daemon: Daemon) -> Incident:
-    (incident,) = daemon.store.open_incidents()
+async def only_incident(daemon: Daemon) -> Incident:
+    (incident,) = await daemon.store.open_incidents()
     return incident
 
 
@@ -194,7 +198,7 @@ async def test_the_page_brings_the_diagnosis_and_a_rollback_is_one_command_away(
     async with running_daemon(w.config) as daemon:
         await wait_until(lambda: any("INCIDENT DETECTED" in p["text"] for p in w.slack.received), "the page")
         text = page(w.slack)
-        incident = only_incident(daemon)
+        incident = await only_incident(daemon)
         assert "Diagnosis:" in text
         assert 'Last deploy: SUCCESS 4m before detection: abc1234 "fix checkout" by alice (main)' in text
         assert "Broken deploy: FAILED 20m before detection" in text
@@ -207,7 +211,7 @@ async def test_the_page_brings_the_diagnosis_and_a_rollback_is_one_command_away(
         assert w.railway.operations("DeploymentLogs")[0]["deploymentId"] == "d-3"
         assert w.railway.calls[0][2]["Authorization"] == f"Bearer {RAILWAY_TOKEN}"
         assert w.sentry.authorizations == [f"Bearer {SENTRY_TOKEN}"]
-        entries = timeline(daemon, incident.id)
+        entries = await timeline(daemon, incident.id)
         assert sum(entry.startswith("context: ") for entry in entries) == 1
 
         code = await asyncio.to_thread(
@@ -216,7 +220,7 @@ async def test_the_page_brings_the_diagnosis_and_a_rollback_is_one_command_away(
         assert code == 0
         assert w.railway.operations("DeploymentRollback") == [{"id": "d-1"}]
         ran = 'alice ran rollback to d-1 (0ld1111 "add invoices"): Railway accepted (deploymentRollback = true)'
-        await wait_until(lambda: f"action: {ran}" in timeline(daemon, incident.id), "the action on the timeline")
+        await wait_until(lambda: on_timeline(daemon, incident.id, f"action: {ran}"), "the action on the timeline")
         log = (w.tmp_path / "incidents.log").read_text()
         assert f"Incident action - [P1] api: {ran}" in log
 
@@ -227,7 +231,10 @@ async def test_the_page_brings_the_diagnosis_and_a_rollback_is_one_command_away(
             assert shown["context"]["sentry"]["issues"][0]["short_id"] == "WEB-1A2"
             async with http.get(w.url("/")) as response:
                 assert "fix checkout" in await response.text()
-        draft = render_postmortem(daemon.store.get_incident(incident.id), daemon.store, "shop", datetime.now(UTC))
+        resolved = await daemon.store.get_incident(incident.id)
+        assert resolved is not None
+        deliveries = await daemon.store.deliveries_for(incident.id)
+        draft = render_postmortem(resolved, deliveries, "shop", datetime.now(UTC))
         assert "## Diagnosis context" in draft and "abc1234" in draft
 
 
@@ -235,7 +242,7 @@ async def test_the_api_runs_an_action_with_the_bearer_token_only(world) -> None:
     w: World = world("2s")
     async with running_daemon(w.config) as daemon:
         await wait_until(lambda: w.slack.received, "the page")
-        incident = only_incident(daemon)
+        incident = await only_incident(daemon)
         url = w.url(f"/api/incidents/{incident.id}/actions/restart")
         async with aiohttp.ClientSession() as http:
             async with http.post(url, json={"by": "bob"}) as response:
@@ -248,19 +255,19 @@ async def test_the_api_runs_an_action_with_the_bearer_token_only(world) -> None:
             async with http.post(w.url(f"/api/incidents/{incident.id}/actions/scale"), headers=headers) as response:
                 assert response.status == 404
         assert w.railway.operations("DeploymentRestart") == [{"id": "d-3"}]
-        assert any(entry.startswith("action: bob ran restart of d-3") for entry in timeline(daemon, incident.id))
+        assert any(entry.startswith("action: bob ran restart of d-3") for entry in await timeline(daemon, incident.id))
 
 
 async def test_deploy_webhooks_become_change_events_and_timeline_notes(world) -> None:
     w: World = world("2s")
     async with running_daemon(w.config) as daemon, aiohttp.ClientSession() as http:
         await wait_until(lambda: w.slack.received, "the page")
-        incident = only_incident(daemon)
+        incident = await only_incident(daemon)
         await post_hooks(w, http, incident)
         async with http.get(w.url("/api/changes")) as response:
             (change,) = (await response.json())["changes"]
         assert (change["deployment_id"], change["status"], change["author"]) == ("d-4", "BUILDING", "carol")
-        assert "change: deploy def5678 started" in timeline(daemon, incident.id)
+        assert "change: deploy def5678 started" in await timeline(daemon, incident.id)
 
 
 async def post_hooks(w: World, http: aiohttp.ClientSession, incident: Incident) -> None:

@@ -14,7 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.daemon import Daemon
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.conftest import ServeApp
 from tests.history.seed import healthy_target, seed_history
 from tests.net import LOOPBACK, free_port, running_daemon
@@ -31,7 +31,7 @@ async def make_daemon(tmp_path: Path, serve: ServeApp, monkeypatch: pytest.Monke
     target = await serve(healthy_target())
     now = datetime.now(UTC)
     seed_history(tmp_path / "state.db", now)
-    with SqliteStore(tmp_path / "state.db") as store:
+    with SqliteFile(tmp_path / "state.db") as store:
         store.add_silence("api", now - timedelta(minutes=1), now + timedelta(hours=1), "deploy")
 
     def config(badges: bool) -> Path:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from alerting.base import DeliveryError, Notification, NotificationKind, SinkContext
-from alerting.dispatcher import Dispatcher
+from alerting.dispatcher import Dispatcher, Outgoing
 from alerting.slack import SlackSink
 from alerting.slack.cockpit import ACKNOWLEDGE, RESOLVED_COLOR, ROLLBACK, SNOOZE
 from alerting.slack.threads import SlackThread, SqliteThreads
@@ -20,11 +20,13 @@ from monitor.context.model import Deployment, IncidentContext, RailwayContext
 from monitor.metrics import MonitorMetrics
 from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.model import Severity, TimelineEvent
+from monitor.sqlite_file import SqliteFile
+from monitor.sqlite_store import SqliteStore
 from monitor.sqlite_thread import SqliteThread
-from monitor.store import SqliteStore
 from tests.alerting_helpers import notification
 from tests.fakes import START, FakeClock
 from tests.slack.fake_slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, buttons, every_text
+from tests.store_seed import create_incident
 
 MakeSink = Callable[..., Awaitable[SlackSink]]
 
@@ -104,10 +106,10 @@ async def test_a_reply_served_before_its_initial_alert_posts_the_parent_first(
 ) -> None:
     """The queue serves the most severe first: the P1 raise overtakes the P3 initial alert."""
     sink = await make_sink()
-    dispatcher = Dispatcher({"slack-oncall": sink}, SqliteStore(tmp_path / "outbox.db"), MonitorMetrics(), fake_clock)
-    dispatcher.submit(notification(severity=Severity.P3))
+    store = await SqliteStore.open(tmp_path / "outbox.db")
+    dispatcher = Dispatcher({"slack-oncall": sink}, store, MonitorMetrics(), fake_clock)
     raised = notification(NotificationKind.SEVERITY_RAISED).model_copy(update={"previous_severity": Severity.P3})
-    dispatcher.submit(raised)
+    await dispatcher.submit([Outgoing(notification(severity=Severity.P3)), Outgoing(raised)])
     await dispatcher.drain(timeout=10)
 
     (parent,) = slack.parents()
@@ -243,11 +245,11 @@ async def test_a_bot_outside_the_channel_is_dead_lettered_with_the_reason(
     make_sink: MakeSink, slack: FakeSlack, tmp_path: Path, fake_clock: FakeClock
 ) -> None:
     slack.script.append((200, {"ok": False, "error": "not_in_channel"}, {}))
-    store = SqliteStore(tmp_path / "outbox.db")
+    store = await SqliteStore.open(tmp_path / "outbox.db")
     dispatcher = Dispatcher({"slack-oncall": await make_sink()}, store, MonitorMetrics(), fake_clock)
-    dispatcher.submit(notification())
+    await dispatcher.submit([Outgoing(notification())])
     await dispatcher.drain(timeout=10)
-    (delivery,) = store.deliveries_for(7)
+    (delivery,) = await store.deliveries_for(7)
     assert delivery.state == "dead" and "not_in_channel" in (delivery.last_error or "")
     assert len(slack.calls) == 1, "not retried"
 
@@ -288,9 +290,9 @@ async def test_a_state_file_of_the_previous_schema_gains_the_threads_table(tmp_p
 
 async def test_pruning_a_resolved_incident_forgets_its_thread(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
-    store = SqliteStore(path)
-    old = store.create_incident(notification(NotificationKind.RESOLUTION).incident.model_copy(update={"id": 0}))
-    current = store.create_incident(notification(code="slow").incident.model_copy(update={"id": 0}))
+    store = SqliteFile(path)
+    old = create_incident(store, notification(NotificationKind.RESOLUTION).incident.model_copy(update={"id": 0}))
+    current = create_incident(store, notification(code="slow").incident.model_copy(update={"id": 0}))
     threads = SqliteThreads(await SqliteThread.open(path))
     for incident, ts in ((old, "1.000001"), (current, "1.000002")):
         await threads.remember("slack-oncall", incident.id, SlackThread(CHANNEL, ts))

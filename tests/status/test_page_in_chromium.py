@@ -15,10 +15,11 @@ import pytest
 
 from monitor.daemon import Daemon
 from monitor.model import Incident, Severity
-from monitor.store import SqliteStore
+from monitor.sqlite_file import SqliteFile
 from tests.conftest import ServeApp
 from tests.history.seed import healthy_target, seed_history
 from tests.net import LOOPBACK, closed_port, free_port, running_daemon, wait_until
+from tests.store_seed import create_incident, save_incident
 
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -28,14 +29,14 @@ HOSTILE = '<img src=x onerror="alert(1)">'
 
 
 def seed_incidents(state: Path, now: datetime) -> None:
-    with SqliteStore(state) as store:
-        resolved = store.create_incident(Incident(
+    with SqliteFile(state) as store:
+        resolved = create_incident(store, Incident(
             check="api", code="down", severity=Severity.P1, opened_at=now - timedelta(days=12),
             summary="GET /health failed: HTTP 503", impact="customers cannot log in",
         ))
         resolved.state, resolved.resolved_at = "resolved", now - timedelta(days=12) + timedelta(hours=4)
         resolved.resolution = "check passing again"
-        store.save_incident(resolved)
+        save_incident(store, resolved)
         store.add_silence("worker", now - timedelta(minutes=1), now + timedelta(hours=2), "queue migration")
 
 
@@ -102,7 +103,7 @@ type = "console"
         ):
             assert response.status == 200
         keys = {"broken/down", "backup/failed"}
-        await wait_until(lambda: keys <= {i.key for i in running.store.open_incidents()}, "both incidents", 30)
+        await wait_until(lambda: keys <= {i.key for i in running.incidents.open_incidents}, "both incidents", 30)
         await wait_until(lambda: {"api", "legacy", "worker"} <= set(running.last_runs), "every check to run")
         yield running
 
