@@ -14,6 +14,7 @@ version. Timestamps are timestamptz; incident ids are given by the incident core
 import asyncpg
 
 from monitor.migrations import Migration, SchemaTooNew
+from monitor.pg_side_schema import SIDE_TABLES
 
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('health_monitor.schema'))"
 
@@ -101,6 +102,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    SIDE_TABLES,  # the daemon's other state (monitor/pg_side_schema.py): replicas share it
 )
 PG_LATEST_VERSION = PG_MIGRATIONS[-1].version
 

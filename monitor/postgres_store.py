@@ -324,6 +324,8 @@ WITH gone AS (
         SELECT id FROM incidents WHERE state = 'resolved' AND resolved_at < $1 ORDER BY id LIMIT $2
     )
     RETURNING id
+), threads AS (
+    DELETE FROM slack_threads WHERE incident_id IN (SELECT id FROM gone)
 ), kept AS (
     INSERT INTO incident_ids (highest) SELECT max(id) FROM gone HAVING count(*) > 0
     ON CONFLICT (only_row) DO UPDATE SET highest = GREATEST(incident_ids.highest, EXCLUDED.highest)
