@@ -13,10 +13,12 @@ the commit loses the whole change, never half of it."""
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from monitor.migrations import Migration
 from monitor.model import Incident
+
+if TYPE_CHECKING:  # the contract stays free of sqlite3: the incident core imports it
+    from monitor.migrations import Migration
 
 DeliveryState = Literal["pending", "sent", "dead", "shed"]
 
@@ -148,7 +150,7 @@ class StateStore(Protocol):
     """Where the state is, for messages and /readyz: a path, or a DSN without its password."""
 
     @property
-    def migrated(self) -> list[Migration]:
+    def migrated(self) -> list["Migration"]:
         """The schema migrations that opening this store applied (none when it was up to date)."""
         ...
 
