@@ -14,7 +14,6 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from checks.heartbeat.pings import PingLedger
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
@@ -29,6 +28,7 @@ from monitor.history.store import SqliteHistoryStore
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Status
 from monitor.ping_api import add_ping_routes
+from monitor.pings import PingLedger
 from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
 from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler

@@ -16,14 +16,17 @@ from monitor.context.render import incident_lines
 from monitor.durations import Duration, format_duration, parse_duration
 from monitor.incident_log import utc_stamp
 from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
+from monitor.pings import CheckPings, Ping, PingKind, PingLedger
 from monitor.runbooks import runbook_actions
 from monitor.scrub import register_header, register_secret, scrub
 from monitor.secrets import SecretEnv
+from monitor.slack_threads import MemoryThreads, SlackThread, ThreadStore
 
 __all__ = [
-    "Clock", "Deployment", "Duration", "Finding", "Incident", "PluginGauge", "PluginMetrics", "SecretEnv",
-    "Severity", "Status", "TimelineEvent", "format_duration", "incident_lines", "parse_duration",
-    "register_header", "register_secret", "runbook_actions", "scrub", "utc_stamp",
+    "CheckPings", "Clock", "Deployment", "Duration", "Finding", "Incident", "MemoryThreads", "Ping", "PingKind",
+    "PingLedger", "PluginGauge", "PluginMetrics", "SecretEnv", "Severity", "SlackThread", "Status", "ThreadStore",
+    "TimelineEvent", "format_duration", "incident_lines", "parse_duration", "register_header", "register_secret",
+    "runbook_actions", "scrub", "utc_stamp",
 ]
 
 
