@@ -16,12 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.plugin import (
     Clock,
     Deployment,
+    DeskError,
     Duration,
     Incident,
+    IncidentDesk,
     MemoryThreads,
     SecretEnv,
     Severity,
     SlackThread,
+    StoreUnavailable,
     ThreadStore,
     TimelineEvent,
     format_duration,
@@ -34,10 +37,10 @@ from monitor.plugin import (
 )
 
 __all__ = [
-    "Clock", "DeliveryError", "Deployment", "Duration", "Incident", "MemoryThreads", "Notification",
-    "NotificationKind", "SecretEnv", "Severity", "Sink", "SinkConfig", "SinkContext", "SlackThread", "ThreadStore",
-    "TimelineEvent", "format_duration", "incident_lines", "register_header", "register_secret", "runbook_actions",
-    "scrub", "utc_stamp",
+    "Clock", "DeliveryError", "Deployment", "DeskError", "Duration", "Incident", "IncidentDesk", "MemoryThreads",
+    "Notification", "NotificationKind", "SecretEnv", "Severity", "Sink", "SinkConfig", "SinkContext", "SlackThread",
+    "StoreUnavailable", "ThreadStore", "TimelineEvent", "format_duration", "incident_lines", "register_header",
+    "register_secret", "runbook_actions", "scrub", "utc_stamp",
 ]
 
 
