@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,10 +16,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from monitor.plugin import (
     Clock,
     Deployment,
+    DeskError,
     Duration,
     Incident,
+    IncidentDesk,
+    MemoryThreads,
     SecretEnv,
     Severity,
+    SlackThread,
+    StoreUnavailable,
+    ThreadStore,
     TimelineEvent,
     format_duration,
     incident_lines,
@@ -30,13 +36,11 @@ from monitor.plugin import (
     utc_stamp,
 )
 
-if TYPE_CHECKING:
-    from alerting.slack.threads import ThreadStore
-
 __all__ = [
-    "Clock", "DeliveryError", "Deployment", "Duration", "Incident", "Notification", "NotificationKind",
-    "SecretEnv", "Severity", "Sink", "SinkConfig", "SinkContext", "TimelineEvent", "format_duration",
-    "incident_lines", "register_header", "register_secret", "runbook_actions", "scrub", "utc_stamp",
+    "Clock", "DeliveryError", "Deployment", "DeskError", "Duration", "Incident", "IncidentDesk", "MemoryThreads",
+    "Notification", "NotificationKind", "SecretEnv", "Severity", "Sink", "SinkConfig", "SinkContext", "SlackThread",
+    "StoreUnavailable", "ThreadStore", "TimelineEvent", "format_duration", "incident_lines", "register_header",
+    "register_secret", "runbook_actions", "scrub", "utc_stamp",
 ]
 
 
@@ -94,7 +98,7 @@ class SinkConfig(BaseModel):
 class SinkContext:
     http: aiohttp.ClientSession
     clock: Clock
-    slack_threads: "ThreadStore | None" = None
+    slack_threads: ThreadStore | None = None
     """Where Slack app-mode sinks keep each incident's thread, beside the incidents (None: in memory)."""
 
 

@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from alerting.base import Notification, NotificationKind, Sink, SinkConfig, SinkContext  # noqa: E402
-from alerting.dispatcher import Dispatcher, Outgoing  # noqa: E402
 from monitor import logs  # noqa: E402
 from monitor.clock import SystemClock  # noqa: E402
+from monitor.dispatcher import Dispatcher, Outgoing  # noqa: E402
 from monitor.metrics import MonitorMetrics  # noqa: E402
 from monitor.model import Incident, Severity  # noqa: E402
 from monitor.postgres_store import PostgresStore  # noqa: E402

@@ -5,15 +5,19 @@ the engine from here (re-exported from `monitor.plugin`)."""
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from monitor.plugin import (
+    CheckPings,
     Clock,
     Duration,
     Finding,
+    Ping,
+    PingKind,
+    PingLedger,
     PluginGauge,
     PluginMetrics,
     SecretEnv,
@@ -26,13 +30,10 @@ from monitor.plugin import (
     scrub,
 )
 
-if TYPE_CHECKING:
-    from checks.heartbeat.pings import PingLedger
-
 __all__ = [
-    "Check", "CheckConfig", "CheckContext", "Clock", "Duration", "Finding", "PluginGauge", "PluginMetrics",
-    "SecretEnv", "Severity", "Status", "format_duration", "parse_duration", "register_header", "register_secret",
-    "scrub",
+    "Check", "CheckConfig", "CheckContext", "CheckPings", "Clock", "Duration", "Finding", "Ping", "PingKind",
+    "PingLedger", "PluginGauge", "PluginMetrics", "SecretEnv", "Severity", "Status", "format_duration",
+    "parse_duration", "register_header", "register_secret", "scrub",
 ]
 
 
@@ -62,6 +63,14 @@ class CheckConfig(BaseModel):
             raise ValueError("must be greater than 0 (leave the key out to use the [monitor] default)")
         return seconds
 
+    accepts_pings: ClassVar[bool] = False
+    """A passive check (heartbeat): the daemon takes pings for it at `/ping/{check}` and keeps
+    them in `CheckContext.heartbeats` for the check to judge."""
+
+    def ping_token(self) -> SecretEnv | None:
+        """The secret a ping must carry, if any (passive checks only)."""
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class CheckContext:
@@ -70,7 +79,7 @@ class CheckContext:
     http: aiohttp.ClientSession
     clock: Clock
     metrics: PluginMetrics
-    heartbeats: "PingLedger | None" = None
+    heartbeats: PingLedger | None = None
     """Where heartbeat checks read the pings the server received; None outside the daemon and `once`."""
 
 

@@ -20,7 +20,6 @@ from rich.table import Table
 
 from alerting.base import SinkContext
 from checks.base import CheckContext
-from checks.heartbeat.config import HeartbeatConfig
 from monitor import event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
@@ -118,7 +117,7 @@ async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
     clock = SystemClock()
     slots = asyncio.Semaphore(config.monitor.concurrency)
     # Heartbeat checks judge the pings the daemon kept in the state store.
-    wants_pings = any(isinstance(config.checks[name], HeartbeatConfig) for name in names)
+    wants_pings = any(config.checks[name].accepts_pings for name in names)
     async with AsyncExitStack() as stack:
         ledger = (await stack.enter_async_context(side_stores_of(config.monitor))).pings if wants_pings else None
         http = await stack.enter_async_context(http_session(config.monitor.concurrency))

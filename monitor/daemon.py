@@ -14,7 +14,6 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from checks.heartbeat.pings import PingLedger
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
@@ -26,9 +25,11 @@ from monitor.context.service import ContextService
 from monitor.history.api import add_history_routes
 from monitor.history.service import History
 from monitor.history.store import SqliteHistoryStore
+from monitor.incident_desk import DaemonDesk
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Status
 from monitor.ping_api import add_ping_routes
+from monitor.pings import PingLedger
 from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
 from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
@@ -36,7 +37,6 @@ from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.side_stores import SideStores, open_side_stores
-from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
 from monitor.store import Silence, prune_expired
@@ -171,7 +171,7 @@ class Daemon:
             app = build_app(self)
             add_context_routes(app, self)
             add_cluster_routes(app, self.cluster)
-            add_slack_routes(app, self)
+            registry.add_sink_routes(app, DaemonDesk(self))
             add_ping_routes(app, self)
             add_history_routes(app, self)
             add_status_routes(app, self)

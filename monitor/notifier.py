@@ -9,15 +9,15 @@ Storm control: once `storm_threshold` initial alerts went out within `storm_wind
 initial alerts below P1 wait, and at the end of the window go out together as one grouped
 message. A P1 initial alert is never held; P1 alerts, resolutions and status updates that
 flood a sink (`storm_threshold` of a kind waiting for it) go out grouped as soon as the sink
-is free (alerting/queue.py)."""
+is free (monitor/sink_queue.py)."""
 
 from collections import deque
 from datetime import datetime, timedelta
 
 from alerting.base import Notification, NotificationKind
-from alerting.dispatcher import Outgoing
 from monitor.clock import Clock
 from monitor.config import Config
+from monitor.dispatcher import Outgoing
 from monitor.incident_core import IncidentEvent, IncidentEventKind, reached_levels
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity

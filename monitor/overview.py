@@ -5,13 +5,12 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Protocol
 
-from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import Ping, PingLedger
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.history.aggregate import WINDOWS, Uptime
 from monitor.history.service import History
 from monitor.incident_core import Hold, hold_on
+from monitor.pings import Ping, PingLedger
 from monitor.status_page import CheckRow, LastRun, check_rows
 from monitor.store import StateStore
 
@@ -41,7 +40,7 @@ async def overview(source: OverviewSource) -> list[CheckRow]:
     now = source.clock.now()
     pings: dict[str, Ping | None] = {}
     for name, config in source.config.checks.items():
-        if isinstance(config, HeartbeatConfig):
+        if config.accepts_pings:
             state = await source.heartbeats.recent(name)
             pings[name] = state.last if state is not None else None
     return check_rows(

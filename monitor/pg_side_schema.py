@@ -1,5 +1,5 @@
 """The PostgreSQL tables of the daemon's other state: the context journal (monitor.context.journal),
-Slack threads (alerting.slack.threads) and heartbeat pings (checks.heartbeat.pings); the same
+Slack threads (monitor.slack_thread_stores) and heartbeat pings (monitor.ping_ledgers); the same
 tables as in the SQLite state file, with timestamps as timestamptz. Migration 2 of
 monitor.pg_migrations (the cluster's lease and members are migration 1's)."""
 

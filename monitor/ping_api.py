@@ -12,10 +12,9 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import BODY_LIMIT, Ping, PingKind, PingLedger
 from monitor.clock import Clock
 from monitor.config import Config
+from monitor.pings import BODY_LIMIT, Ping, PingKind, PingLedger
 from monitor.scrub import scrub
 from monitor.store import StoreUnavailable
 
@@ -37,9 +36,10 @@ def add_ping_routes(app: web.Application, daemon: PingView) -> None:
     async def ping(request: web.Request) -> web.Response:
         name = request.match_info["check"]
         config = daemon.config.checks.get(name)
-        if not isinstance(config, HeartbeatConfig):
+        if config is None or not config.accepts_pings:
             return _error(404, f"no heartbeat check {name!r}")
-        if config.token_env is not None and not _token_matches(request, config.token_env.value()):
+        token = config.ping_token()
+        if token is not None and not _token_matches(request, token.value()):
             return _error(401, f"check {name!r} takes pings only with its token (bearer header or ?token=)")
         kind, exit_status = _action(request.match_info.get("action"))
         if kind is None:

@@ -1,6 +1,6 @@
 """`health-monitor ping CHECK [--start|--fail|--exit N] [--body-file F]` (arguments in
 monitor/cli.py): a ping from scripts that have no curl, sent to the running daemon's
-`/ping/...` with the check's token (read from its `token_env` variable)."""
+`/ping/...` with the check's token (read from the variable its `token_env` names)."""
 
 import argparse
 import asyncio
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import BODY_LIMIT
 from monitor.config import Config
+from monitor.pings import BODY_LIMIT
 
 PING_TIMEOUT_SECONDS = 10.0
 
@@ -36,15 +35,16 @@ def daemon_url(config: Config) -> str:
 def send_ping(config: Config, args: argparse.Namespace) -> str:
     """Send it; the daemon's answer, or PingError."""
     check = config.checks.get(args.check)
-    if not isinstance(check, HeartbeatConfig):
+    if check is None or not check.accepts_pings:
         raise PingError(f"no heartbeat check named {args.check!r} in {config.path}")
     if args.exit is not None and not 0 <= args.exit <= 255:
         raise PingError(f"--exit {args.exit}: an exit status is 0 to 255")
     headers = {}
-    if check.token_env is not None:
-        token = os.environ.get(check.token_env.variable)
+    secret = check.ping_token()
+    if secret is not None:
+        token = os.environ.get(secret.variable)
         if not token:
-            variable = check.token_env.variable
+            variable = secret.variable
             raise PingError(f"check {args.check!r} needs its token: environment variable {variable} is not set")
         headers["Authorization"] = f"Bearer {token}"
     body = _body(args.body_file)

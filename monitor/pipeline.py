@@ -32,11 +32,11 @@ from itertools import chain
 import aiohttp
 
 from alerting.base import Sink
-from alerting.dispatcher import Dispatcher, Outgoing
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.connectivity import ConnectivityProbe
 from monitor.context.model import IncidentContext
+from monitor.dispatcher import Dispatcher, Outgoing
 from monitor.incident_core import IncidentCore, IncidentEvent
 from monitor.incident_log import IncidentLog
 from monitor.metrics import MonitorMetrics

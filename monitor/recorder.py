@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 import structlog
 
-from alerting.dispatcher import Addressed, Dispatcher, Outgoing
 from monitor.clock import Clock
+from monitor.dispatcher import Addressed, Dispatcher, Outgoing
 from monitor.incident_core import IncidentEvent, IncidentEventKind
 from monitor.incident_log import IncidentLog
 from monitor.postmortem import write_draft

@@ -8,11 +8,17 @@ import importlib
 from importlib.metadata import entry_points
 from typing import Any
 
-from alerting.base import Sink, SinkConfig, SinkContext
+from aiohttp import web
+
+from alerting.base import IncidentDesk, Sink, SinkConfig, SinkContext
 from checks.base import Check, CheckConfig, CheckContext
 
 CHECK_GROUP = "health_monitor.checks"
 SINK_GROUP = "health_monitor.sinks"
+SINK_ROUTES_GROUP = "health_monitor.sink_routes"
+"""Route hooks of sink types that answer requests themselves (Slack's buttons): each is
+`add_routes(app: aiohttp.web.Application, desk: IncidentDesk) -> None`, registered at start
+whatever the config (a reload may add the sink; a route answers 404 while none is configured)."""
 
 BUILTIN_CHECKS = {
     "http": "checks.http:HttpCheck",
@@ -31,7 +37,10 @@ BUILTIN_SINKS = {
     "alertmanager": "alerting.alertmanager:AlertmanagerSink",
     "pagerduty": "alerting.pagerduty:PagerDutySink",
 }
-_BUILTINS = {CHECK_GROUP: BUILTIN_CHECKS, SINK_GROUP: BUILTIN_SINKS}
+BUILTIN_SINK_ROUTES = {
+    "slack": "alerting.slack.endpoints:add_routes",
+}
+_BUILTINS = {CHECK_GROUP: BUILTIN_CHECKS, SINK_GROUP: BUILTIN_SINKS, SINK_ROUTES_GROUP: BUILTIN_SINK_ROUTES}
 
 
 class UnknownTypeError(LookupError):
@@ -70,3 +79,9 @@ def create_check(name: str, config: CheckConfig, context: CheckContext) -> Check
 def create_sink(name: str, config: SinkConfig, context: SinkContext) -> Sink:
     sink: Sink = load(SINK_GROUP, config.type)(name, config, context)
     return sink
+
+
+def add_sink_routes(app: web.Application, desk: IncidentDesk) -> None:
+    """Every sink type's own endpoints (SINK_ROUTES_GROUP), on the daemon's server."""
+    for target in available(SINK_ROUTES_GROUP).values():
+        _import(target)(app, desk)

@@ -9,12 +9,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from alerting.slack.threads import PostgresThreads, SqliteThreads, ThreadStore
-from checks.heartbeat.pings import PingLedger, PostgresPingLedger, SqlitePingLedger
 from monitor.cluster.single import SqliteMembership
 from monitor.cluster.view import ClusterMembers, PostgresMembership
 from monitor.config import MonitorSection
 from monitor.context.journal import Journal, PostgresJournal, SqliteJournal
+from monitor.ping_ledgers import PostgresPingLedger, SqlitePingLedger
+from monitor.pings import PingLedger
+from monitor.slack_thread_stores import PostgresThreads, SqliteThreads
+from monitor.slack_threads import ThreadStore
 from monitor.sqlite_thread import SqliteThread
 from monitor.store import StateStore
 from monitor.store_factory import open_state_store

@@ -15,12 +15,12 @@ from functools import cache
 import jinja2
 
 from checks.base import CheckConfig
-from checks.heartbeat.pings import Ping
 from monitor.context.render import incident_lines
 from monitor.durations import format_duration
 from monitor.history.aggregate import WINDOWS, Bucket, Uptime
 from monitor.incident_core import Hold
 from monitor.model import Incident, Status
+from monitor.pings import Ping
 from monitor.runner import RunResult
 from monitor.status_charts import SPARK_HEIGHT, SPARK_WIDTH, day_strip, percent, sparkline
 from monitor.wording import counted

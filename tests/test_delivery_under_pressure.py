@@ -7,9 +7,9 @@ import pytest
 import structlog
 
 from alerting.base import Notification, NotificationKind, SinkConfig, SinkContext
-from alerting.dispatcher import Dispatcher, Outgoing, grouped
 from alerting.messages import render
 from alerting.slack import SlackSink
+from monitor.dispatcher import Dispatcher, Outgoing, grouped
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
 from monitor.sqlite_store import SqliteStore

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from alerting.base import NotificationKind, SinkContext
-from alerting.dispatcher import Dispatcher, Outgoing
 from alerting.slack import SlackSink
 from monitor.clock import Clock, SystemClock
+from monitor.dispatcher import Dispatcher, Outgoing
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
 from monitor.sqlite_store import SqliteStore

@@ -1,7 +1,7 @@
 """App mode of the Slack sink: one thread per incident.
 
 The first notification of an incident posts its parent message (chat.postMessage) and keeps
-the message's `ts` (alerting/slack/threads.py); every later one is a reply in that thread,
+the message's `ts` (monitor/slack_threads.py); every later one is a reply in that thread,
 and the parent is edited (chat.update) to show the current state. The sink's queue serves
 the most severe first, so a reply can be taken before its incident's initial alert: when no
 thread is known yet, the sink posts the parent itself, then the reply. A parent posted twice
@@ -16,10 +16,20 @@ from typing import Any
 
 import structlog
 
-from alerting.base import DeliveryError, Incident, Notification, NotificationKind, SecretEnv, Severity, SinkContext
+from alerting.base import (
+    DeliveryError,
+    Incident,
+    MemoryThreads,
+    Notification,
+    NotificationKind,
+    SecretEnv,
+    Severity,
+    SinkContext,
+    SlackThread,
+    ThreadStore,
+)
 from alerting.slack.cockpit import parent_message, thread_reply
 from alerting.slack.message import build_payload
-from alerting.slack.threads import MemoryThreads, SlackThread, ThreadStore
 from alerting.slack.web_api import SlackWebApi
 
 log = structlog.get_logger("alerting.slack")

@@ -6,9 +6,8 @@ only `mention`, trusted config text, is sent as written."""
 from datetime import datetime
 from typing import Any
 
-from alerting.base import Deployment, Incident, Notification, NotificationKind, Severity, format_duration
+from alerting.base import Deployment, Incident, Notification, NotificationKind, Severity, SlackThread, format_duration
 from alerting.slack.message import MAX_SECTION_CHARS, build_payload, slack_escape, truncate
-from alerting.slack.threads import SlackThread
 
 ACKNOWLEDGE = "incident.acknowledge"
 SNOOZE = "incident.snooze"

@@ -3,10 +3,9 @@ server received (`/ping/{check}`), kept by the ledger."""
 
 from typing import ClassVar
 
-from checks.base import Check, Finding
+from checks.base import Check, Finding, PingLedger
 from checks.heartbeat.config import HeartbeatConfig
 from checks.heartbeat.judge import judge
-from checks.heartbeat.pings import PingLedger
 
 
 class HeartbeatCheck(Check[HeartbeatConfig]):

@@ -10,6 +10,8 @@ from checks.base import CheckConfig, Duration, SecretEnv, Severity
 
 
 class HeartbeatConfig(CheckConfig):
+    accepts_pings = True
+
     period: Duration | None = Field(default=None, gt=0, description="A run is expected at least this often.")
     schedule: str | None = Field(
         default=None, description='Cron expression of the runs, e.g. "0 3 * * *" (instead of period).'
@@ -23,6 +25,9 @@ class HeartbeatConfig(CheckConfig):
     severity: Severity = Field(default=Severity.P2, description="Severity of a missed, failed or late run.")
     failure_threshold: int = Field(default=1, ge=1, description="A missed or failed run opens an incident at once.")
     success_threshold: int = Field(default=1, ge=1, description="The next good run resolves the incident.")
+
+    def ping_token(self) -> SecretEnv | None:
+        return self.token_env
 
     @field_validator("tz")
     @classmethod

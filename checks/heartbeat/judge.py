@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 
-from checks.base import Finding, Status, format_duration
+from checks.base import CheckPings, Finding, Ping, PingKind, Status, format_duration
 from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import CheckPings, Ping, PingKind
 
 MISSED, FAILED, LATE = "missed", "failed", "late"
 LOG_LINES_SHOWN = 10

@@ -10,9 +10,10 @@ import pytest
 from checks.base import CheckContext
 from checks.heartbeat import HeartbeatCheck, HeartbeatConfig
 from checks.heartbeat.judge import expected_by
-from checks.heartbeat.pings import PINGS_KEPT, Ping, PingKind, SqlitePingLedger
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Status
+from monitor.ping_ledgers import SqlitePingLedger
+from monitor.pings import PINGS_KEPT, Ping, PingKind
 from monitor.sqlite_thread import SqliteThread
 from tests.fakes import FakeClock
 

@@ -9,10 +9,11 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from checks.heartbeat.pings import BODY_LIMIT, PingKind, SqlitePingLedger
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.ping_api import BODY_READ_LIMIT, add_ping_routes
+from monitor.ping_ledgers import SqlitePingLedger
+from monitor.pings import BODY_LIMIT, PingKind
 from monitor.sqlite_thread import SqliteThread
 from monitor.store import StoreUnavailable
 from tests.conftest import ServeApp

@@ -130,7 +130,8 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
     """Migration 3 adds them to a file written before they existed; what it held stays."""
     import shutil
 
-    from checks.heartbeat.pings import Ping, PingKind, SqlitePingLedger
+    from monitor.ping_ledgers import SqlitePingLedger
+    from monitor.pings import Ping, PingKind
     from monitor.sqlite_file import SqliteFile
     from monitor.sqlite_thread import SqliteThread
     from tests.test_store_migrations import PREVIOUS_RELEASE

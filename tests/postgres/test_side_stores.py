@@ -12,14 +12,15 @@ from types import SimpleNamespace
 import asyncpg
 import pytest
 
-from alerting.slack.threads import SlackThread
-from checks.heartbeat.pings import BODY_LIMIT, PINGS_KEPT, Ping, PingKind, PostgresPingLedger
 from monitor.cluster import sql as cluster_sql
 from monitor.config import MonitorSection
 from monitor.context.changes import Change
 from monitor.context.journal import CHANGES_KEPT
 from monitor.pg_side_schema import SIDE_TABLES
+from monitor.ping_ledgers import PostgresPingLedger
+from monitor.pings import BODY_LIMIT, PINGS_KEPT, Ping, PingKind
 from monitor.side_stores import SideStores, open_side_stores
+from monitor.slack_threads import SlackThread
 from monitor.store import StoreUnavailable
 from tests.postgres.cluster_helpers import fresh_database
 from tests.postgres.pg_server import Server

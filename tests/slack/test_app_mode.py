@@ -11,15 +11,16 @@ from typing import Any
 import pytest
 
 from alerting.base import DeliveryError, Notification, NotificationKind, SinkContext
-from alerting.dispatcher import Dispatcher, Outgoing
 from alerting.slack import SlackSink
 from alerting.slack.cockpit import ACKNOWLEDGE, RESOLVED_COLOR, ROLLBACK, SNOOZE
-from alerting.slack.threads import SlackThread, SqliteThreads
 from alerting.slack.web_api import classify
 from monitor.context.model import Deployment, IncidentContext, RailwayContext
+from monitor.dispatcher import Dispatcher, Outgoing
 from monitor.metrics import MonitorMetrics
 from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.model import Severity, TimelineEvent
+from monitor.slack_thread_stores import SqliteThreads
+from monitor.slack_threads import SlackThread
 from monitor.sqlite_file import SqliteFile
 from monitor.sqlite_store import SqliteStore
 from monitor.sqlite_thread import SqliteThread

@@ -1,36 +1,16 @@
 """What a Slack button or `/incident` command does to an incident, shared by both endpoints
-(monitor/slack_endpoints.py): acknowledge, snooze for an hour (a silence of the check), roll
-back (issue 15's remediation), list and show. Each returns the one line the clicking user is
-told; every change is on the incident's timeline with the Slack user as `by`."""
+(alerting/slack/endpoints.py): acknowledge, snooze for an hour (a silence of the check), roll
+back (issue 15's remediation), list and show, all through the engine's `IncidentDesk`. Each
+returns the one line the clicking user is told; every change is on the incident's timeline
+with the Slack user as `by`."""
 
-import sqlite3
 from dataclasses import dataclass
-from datetime import timedelta
-from typing import Protocol
 
+from alerting.base import Clock, DeskError, Incident, IncidentDesk, format_duration, utc_stamp
 from alerting.slack.cockpit import SNOOZE_SECONDS, status_label
-from monitor.clock import Clock
-from monitor.context.actions import ActionError
-from monitor.context.service import ContextService
-from monitor.durations import format_duration
-from monitor.incident_log import utc_stamp
-from monitor.model import Incident
-from monitor.pipeline import Pipeline
-from monitor.store import StateStore, StoreError, StoreUnavailable
 
 _MAX_BY_CHARS = 100
 LISTED = 20
-
-
-class SlackActionsView(Protocol):
-    """What the Slack endpoints need of the daemon."""
-
-    store: StateStore
-    clock: Clock
-    pipeline: Pipeline
-    context: ContextService
-
-    async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,46 +28,43 @@ class UnknownIncident(Exception):
     pass
 
 
-async def find(daemon: SlackActionsView, raw_id: str) -> Incident:
+async def find(desk: IncidentDesk, raw_id: str) -> Incident:
     wanted = raw_id.strip().removeprefix("#")
-    incident = await daemon.store.get_incident(int(wanted)) if wanted.isdigit() else None
+    incident = await desk.incident(int(wanted)) if wanted.isdigit() else None
     if incident is None:
         raise UnknownIncident(f"There is no incident {wanted}.")
     return incident
 
 
-async def acknowledge(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
+async def acknowledge(desk: IncidentDesk, incident: Incident, user: SlackUser) -> str:
     if not incident.is_open:
         return f"Incident #{incident.id} is already resolved: nothing to acknowledge."
     if incident.acknowledged:
         return f"Incident #{incident.id} was already acknowledged by {incident.acknowledged_by}."
-    if await daemon.acknowledge(incident.id, user.by, "") is None:
+    if await desk.acknowledge(incident.id, user.by, "") is None:
         return f"Incident #{incident.id} is already resolved: nothing to acknowledge."
     return f"{user.by} acknowledged incident #{incident.id} ({incident.key}): escalation stopped."
 
 
-async def snooze(daemon: SlackActionsView, incident: Incident, user: SlackUser) -> str:
+async def snooze(desk: IncidentDesk, incident: Incident, user: SlackUser) -> str:
     if not incident.is_open:
         return f"Incident #{incident.id} is already resolved: nothing to snooze."
-    now = daemon.clock.now()
-    until = now + timedelta(seconds=SNOOZE_SECONDS)
     try:
-        await daemon.store.add_silence(incident.check, now, until, f"snoozed from Slack by {user.by}")
-    except (sqlite3.Error, StoreError, StoreUnavailable) as exc:
+        until = await desk.silence(incident.check, SNOOZE_SECONDS, f"snoozed from Slack by {user.by}")
+    except DeskError as exc:
         return f"The snooze could not be recorded: {exc}"
     text = f"{user.by} snoozed {incident.check} for {format_duration(SNOOZE_SECONDS)} (until {utc_stamp(until)})"
-    await daemon.pipeline.annotate(incident.id, "silenced", text)
+    await desk.annotate(incident.id, "silenced", text)
     return f"{text}: incident #{incident.id} pages nobody until then."
 
 
-async def roll_back(daemon: SlackActionsView, incident: Incident, deployment_id: str, user: SlackUser) -> str:
+async def roll_back(desk: IncidentDesk, incident: Incident, deployment_id: str, user: SlackUser) -> str:
     if not incident.is_open:
         return f"Incident #{incident.id} is already resolved: no rollback was run."
     try:
-        _, text = await daemon.context.run_action(incident, "rollback", deployment_id or None, user.by)
-    except ActionError as exc:
+        return await desk.run_action(incident, "rollback", deployment_id or None, user.by)
+    except DeskError as exc:
         return f"No rollback was run: {exc}"
-    return text
 
 
 def describe(incident: Incident, clock: Clock) -> str:
@@ -105,12 +82,12 @@ def describe(incident: Incident, clock: Clock) -> str:
     return "\n".join(lines)
 
 
-async def listing(daemon: SlackActionsView) -> str:
+async def listing(desk: IncidentDesk) -> str:
     """The open incidents, most severe first, for `/incident list`."""
-    incidents = sorted(await daemon.store.open_incidents(), key=lambda i: (i.severity.rank, i.opened_at))
+    incidents = sorted(await desk.open_incidents(), key=lambda i: (i.severity.rank, i.opened_at))
     if not incidents:
         return "No open incidents."
-    now = daemon.clock.now()
+    now = desk.clock.now()
     lines = [
         f"#{i.id} {i.severity.value} {i.key}: {status_label(i)} for {format_duration(i.duration_seconds(now))}"
         f" — {i.summary}"

@@ -8,40 +8,30 @@ action runs after the answer, and its outcome reaches the clicking user through 
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Coroutine
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import structlog
 from aiohttp import web
 
-from alerting.base import DeliveryError
-from alerting.dispatcher import Dispatcher
-from alerting.slack import SlackSink
+from alerting.base import DeliveryError, IncidentDesk, StoreUnavailable
+from alerting.slack import SlackSink, actions
+from alerting.slack.actions import SlackUser, UnknownIncident
 from alerting.slack.cockpit import ACKNOWLEDGE, ROLLBACK, SNOOZE
 from alerting.slack.message import slack_escape
 from alerting.slack.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature_problem
-from monitor import slack_actions
-from monitor.config import Config
-from monitor.slack_actions import SlackActionsView, SlackUser, UnknownIncident
 
-log = structlog.get_logger("monitor.slack")
+log = structlog.get_logger("alerting.slack")
 
 RESPONSE_TIMEOUT = 10.0
 _COMMAND_HELP = "Usage: /incident list | /incident status ID | /incident ack ID"
 
 
-class SlackDaemonView(SlackActionsView, Protocol):
-    config: Config
-    http: aiohttp.ClientSession
-    dispatcher: Dispatcher
-
-
 class SlackEndpoints:
-    def __init__(self, daemon: SlackDaemonView) -> None:
-        self.daemon = daemon
+    def __init__(self, desk: IncidentDesk) -> None:
+        self.desk = desk
         self._tasks: set[asyncio.Task[None]] = set()
 
     def routes(self, app: web.Application) -> None:
@@ -50,8 +40,7 @@ class SlackEndpoints:
         app.on_shutdown.append(self._finish)
 
     def app_sinks(self) -> list[SlackSink]:
-        sinks = self.daemon.dispatcher.sinks.values()
-        return [sink for sink in sinks if isinstance(sink, SlackSink) and sink.signing_secret]
+        return [sink for sink in self.desk.sinks() if isinstance(sink, SlackSink) and sink.signing_secret]
 
     async def interactions(self, request: web.Request) -> web.Response:
         form = await self._verified_form(request)
@@ -75,12 +64,12 @@ class SlackEndpoints:
         verb, argument = (words[0].lower() if words else ""), (words[1] if len(words) > 1 else "")
         try:
             if verb == "list":
-                text = await slack_actions.listing(self.daemon)
+                text = await actions.listing(self.desk)
             elif verb == "status" and argument:
-                text = slack_actions.describe(await slack_actions.find(self.daemon, argument), self.daemon.clock)
+                text = actions.describe(await actions.find(self.desk, argument), self.desk.clock)
             elif verb == "ack" and argument:
-                incident = await slack_actions.find(self.daemon, argument)
-                text = await slack_actions.acknowledge(self.daemon, incident, user)
+                incident = await actions.find(self.desk, argument)
+                text = await actions.acknowledge(self.desk, incident, user)
                 self._after_answer(self._show(incident.id))
             else:
                 text = _COMMAND_HELP
@@ -105,7 +94,7 @@ class SlackEndpoints:
         secrets = [sink.signing_secret or "" for sink in sinks]
         problem = signature_problem(
             secrets, request.headers.get(TIMESTAMP_HEADER), request.headers.get(SIGNATURE_HEADER), body,
-            self.daemon.clock.now().timestamp(),
+            self.desk.clock.now().timestamp(),
         )
         if problem is not None:
             log.warning("slack.request_refused", reason=problem)
@@ -115,13 +104,13 @@ class SlackEndpoints:
     async def _click(self, action_id: str, value: str, user: SlackUser, response_url: str) -> None:
         raw_id, _, deployment = value.partition(":")
         try:
-            incident = await slack_actions.find(self.daemon, raw_id)
+            incident = await actions.find(self.desk, raw_id)
             if action_id == ACKNOWLEDGE:
-                text = await slack_actions.acknowledge(self.daemon, incident, user)
+                text = await actions.acknowledge(self.desk, incident, user)
             elif action_id == SNOOZE:
-                text = await slack_actions.snooze(self.daemon, incident, user)
+                text = await actions.snooze(self.desk, incident, user)
             else:
-                text = await slack_actions.roll_back(self.daemon, incident, deployment, user)
+                text = await actions.roll_back(self.desk, incident, deployment, user)
             await self._show(incident.id)
         except UnknownIncident as exc:
             text = str(exc)
@@ -133,19 +122,19 @@ class SlackEndpoints:
 
     async def _show(self, incident_id: int) -> None:
         """Every app-mode parent message of the incident shows its state now."""
-        incident = await self.daemon.store.get_incident(incident_id)
+        incident = await self.desk.incident(incident_id)
         if incident is None:
             return
         for sink in self.app_sinks():
             try:
-                await sink.show(incident, self.daemon.config.monitor.name)
-            except (DeliveryError, sqlite3.Error) as exc:  # the action is done; its answer must still go out
+                await sink.show(incident, self.desk.monitor_name)
+            except (DeliveryError, StoreUnavailable) as exc:  # the action is done; its answer must still go out
                 log.warning("slack.parent_not_updated", sink=sink.name, incident=incident_id, error=str(exc))
 
     async def _respond(self, response_url: str, text: str) -> None:
         message = {"response_type": "ephemeral", "replace_original": False, "text": slack_escape(text)}
         try:
-            async with self.daemon.http.post(
+            async with self.desk.http.post(
                 response_url, json=message, timeout=aiohttp.ClientTimeout(total=RESPONSE_TIMEOUT)
             ) as response:
                 if response.status >= 300:
@@ -163,7 +152,6 @@ def _user(raw: dict[str, Any]) -> SlackUser:
     return SlackUser(str(raw["id"]), str(raw.get("username") or raw.get("name") or raw["id"]))
 
 
-def add_slack_routes(app: web.Application, daemon: SlackDaemonView) -> SlackEndpoints:
-    endpoints = SlackEndpoints(daemon)
-    endpoints.routes(app)
-    return endpoints
+def add_routes(app: web.Application, desk: IncidentDesk) -> None:
+    """The registry's route hook of the slack sink type (monitor/registry.py)."""
+    SlackEndpoints(desk).routes(app)

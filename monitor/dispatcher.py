@@ -6,7 +6,7 @@ backoff and jitter, honouring a sink's Retry-After, until it is older than the s
 `max_age`, then dead-lettered (kept in the store, logged, counted). Deliveries still pending
 when the daemon stops, or dies, are resumed at the next start.
 
-Each sink's queue serves the most severe first and is bounded (alerting/queue.py); what it
+Each sink's queue serves the most severe first and is bounded (monitor/sink_queue.py); what it
 sheds is recorded in the outbox as `shed`. Notifications of a kind that floods, waiting
 together, go out as one grouped message, and each incident it announces is recorded as
 delivered. The store may fail (a full disk): the dispatcher is handed a guarded store
@@ -21,13 +21,13 @@ import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from alerting.base import DeliveryError, Notification, NotificationKind, Sink
-from alerting.queue import DEFAULT_GROUP_AT, SinkQueue, priority
 from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
 from monitor.scrub import scrub
+from monitor.sink_queue import DEFAULT_GROUP_AT, SinkQueue, priority
 from monitor.store import DeliveryState, OutboxEntry, StateStore
 
-log = structlog.get_logger("alerting.dispatcher")
+log = structlog.get_logger("monitor.dispatcher")
 
 _backoff = wait_exponential_jitter(initial=1, max=60)
 _SAFETY_MARGIN_SECONDS = 5.0
