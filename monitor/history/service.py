@@ -1,14 +1,21 @@
 """The daemon's history: each run added to an in-memory accumulator on the event loop (no I/O),
 flushed once a minute in one transaction from a worker thread, and the uptime of every check
-recomputed there (24h on every flush, the longer windows every LONG_WINDOWS_SECONDS) for
-/api/checks, the status page and `health_monitor_check_uptime_ratio`.
+brought up to date there for /api/checks, the status page and `health_monitor_check_uptime_ratio`.
+
+The event loop only swaps the accumulator for an empty one: rolling the minutes up into hours
+and days, binding the rows and counting them into the uptime windows all run in the worker
+thread, in Python code short enough between two GIL hand-overs that the loop keeps its
+schedule. Uptime is kept incrementally (`WindowTotals`): a flush adds the rows it wrote, and a
+window is summed from the store again only when its oldest bucket moves.
 
 What the store refused is kept and written with the next flush (the upserts add up, so a retry
-after a rollback counts each run once), up to UNSAVED_LIMIT rows."""
+after a rollback counts each run once), up to UNSAVED_MINUTES minutes of runs."""
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
 
 import structlog
 
@@ -21,10 +28,11 @@ from monitor.history.aggregate import (
     RANGES,
     WINDOWS,
     Accumulator,
+    Batch,
     Bucket,
     Resolution,
-    Row,
     Uptime,
+    WindowTotals,
     series,
 )
 from monitor.history.store import HistoryStore
@@ -34,8 +42,7 @@ from monitor.store import Silence
 log = structlog.get_logger("monitor.history")
 
 FLUSH_SECONDS = 60.0
-LONG_WINDOWS_SECONDS = 600.0
-UNSAVED_LIMIT = 500_000
+UNSAVED_MINUTES = 60
 Holds = Callable[[], tuple[Sequence[Silence], Sequence[MaintenanceWindow]]]
 """The silences and maintenance windows in force, read once per flush."""
 ByCheck = dict[str, dict[int, Bucket]]
@@ -49,10 +56,12 @@ class History:
         self._holds = holds
         self._on_uptime = on_uptime
         self._pending = Accumulator()
-        self._unsaved: list[Row] = []
+        self._unsaved: list[Batch] = []
         self._silences, self._windows = holds()
-        self._long_at: float | None = None
-        self.uptimes: dict[str, dict[str, Uptime]] = {}
+        self._totals = [WindowTotals(window) for window in WINDOWS]
+        self._flushing = threading.Lock()
+        """One flush's thread at a time: a flush cancelled at stop still runs to its end."""
+        self.uptimes = UptimeView(self._totals, frozenset())
         """Per check, its Uptime per window name ("24h", "7d", "30d", "90d") as of the last flush."""
 
     def record(self, check: str, finished: datetime, good: bool, latency: float) -> None:
@@ -63,24 +72,52 @@ class History:
         self._pending.record(check, finished.timestamp(), good, latency, held)
 
     async def flush(self, checks: Iterable[str]) -> None:
-        """Write what accumulated and recompute the uptimes of `checks` (the configured ones)."""
+        """Write what accumulated and bring the uptimes of `checks` (the configured ones) up to date."""
         self._silences, self._windows = self._holds()
-        rows = self._unsaved + self._pending.drain()
+        batch = self._pending.take()
+        await asyncio.to_thread(self._flush, batch, frozenset(checks), self.clock.now())
+
+    def _flush(self, batch: Batch, checks: frozenset[str], now: datetime) -> None:
+        """In the worker thread."""
+        with self._flushing:
+            written = self._write([*self._unsaved, batch], now)
+            try:
+                self._count_uptimes(written, now)
+            except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
+                for totals in self._totals:
+                    totals.since = None  # summed from the store again next time
+                log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
+            self.uptimes = UptimeView(self._totals, checks)
+            if self._on_uptime is not None:
+                metric = [totals for totals in self._totals if totals.window.name in METRIC_WINDOWS]
+                self._on_uptime({
+                    check: {totals.window.name: ratio for totals in metric
+                            if (ratio := totals.uptime(check).ratio) is not None}
+                    for check in checks
+                })
+
+    def _write(self, batches: list[Batch], now: datetime) -> list[Batch]:
+        """The batches written; none when the store refused them (they wait for the next flush)."""
         self._unsaved = []
-        now = self.clock.now()
+        if not any(batch.minutes for batch in batches):
+            return []
         try:
-            if rows:
-                await asyncio.to_thread(self.store.write, rows, now)
+            self.store.write(chain.from_iterable(batch.rows() for batch in batches), now)
         except Exception as exc:  # noqa: BLE001 - the runs wait for the next flush
-            self._unsaved = rows[-UNSAVED_LIMIT:]
-            log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}", rows_waiting=len(self._unsaved))
-        long_due = self._long_at is None or self.clock.monotonic() - self._long_at >= LONG_WINDOWS_SECONDS
-        if long_due:
-            self._long_at = self.clock.monotonic()
-        try:
-            self.uptimes = await asyncio.to_thread(self._uptimes, list(checks), now, long_due)
-        except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
-            log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
+            self._unsaved = _last_minutes(batches, UNSAVED_MINUTES)
+            log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}",
+                        minutes_waiting=sum(len(batch.minutes) for batch in self._unsaved))
+            return []
+        return batches
+
+    def _count_uptimes(self, written: list[Batch], now: datetime) -> None:
+        """Each window's totals brought up to date with what was written."""
+        for totals in self._totals:
+            since = totals.moved(now)
+            if since is None:
+                totals.add(written)
+            else:
+                totals.reset(since, self.store.totals(totals.window.resolution, since))
 
     async def flush_forever(self, checks: Callable[[], Iterable[str]]) -> None:
         while True:
@@ -106,25 +143,34 @@ class History:
 
         return await asyncio.to_thread(read)
 
-    def _uptimes(self, checks: list[str], now: datetime, long_due: bool) -> dict[str, dict[str, Uptime]]:
-        """In the worker thread: read the totals of each window, then hand the ratios to the metric."""
-        previous = self.uptimes
-        by_window = {
-            window.name: self.store.totals(window.resolution, window.since(now))
-            for window in WINDOWS
-            if long_due or window.name == "24h"
-        }
-        found: dict[str, dict[str, Uptime]] = {}
-        for check in checks:
-            found[check] = {
-                window.name: by_window[window.name].get(check, Uptime())
-                if window.name in by_window
-                else previous.get(check, {}).get(window.name, Uptime())
-                for window in WINDOWS
-            }
-        if self._on_uptime is not None:
-            self._on_uptime({
-                check: {name: ratio for name in METRIC_WINDOWS if (ratio := figures[name].ratio) is not None}
-                for check, figures in found.items()
-            })
-        return found
+
+
+class UptimeView(Mapping[str, dict[str, Uptime]]):
+    """`History.uptimes`: each configured check's Uptime per window, read from the window totals
+    when asked for (a page or an API call) instead of built for every check at every flush."""
+
+    def __init__(self, totals: Sequence[WindowTotals], checks: frozenset[str]) -> None:
+        self._totals = totals
+        self._checks = checks
+
+    def __getitem__(self, check: str) -> dict[str, Uptime]:
+        if check not in self._checks:
+            raise KeyError(check)
+        return {totals.window.name: totals.uptime(check) for totals in self._totals}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+
+def _last_minutes(batches: list[Batch], limit: int) -> list[Batch]:
+    """The newest `limit` minutes of `batches`."""
+    kept: list[Batch] = []
+    for batch in reversed(batches):
+        if limit <= 0:
+            break
+        kept.append(Batch(batch.checks, batch.minutes[-limit:]))
+        limit -= len(kept[-1].minutes)
+    return kept[::-1]

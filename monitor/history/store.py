@@ -5,7 +5,10 @@ resolution, keyed by a small check id and the bucket's start."""
 
 import sqlite3
 import threading
+from collections.abc import Iterable
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
 from pathlib import Path
 from typing import Protocol
 
@@ -13,11 +16,15 @@ from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Upti
 from monitor.migrations import apply_migrations
 
 _COLUMNS = "runs, good, latency_sum, latency_max, held_runs, held_good"
+_EVERY_CHECK = "(SELECT id FROM history_checks)"
+"""`check_id IN` this lets SQLite seek each check's range on the primary key (check_id, start)
+instead of scanning the whole table: at 10,000 checks the minute table holds 14 million rows."""
 
 
 class HistoryStore(Protocol):
-    def write(self, rows: list[Row], now: datetime) -> None:
-        """Add `rows` to what is kept (one transaction) and forget buckets past their resolution's `kept`."""
+    def write(self, rows: Iterable[Row], now: datetime) -> None:
+        """Add `rows` to what is kept (one transaction; rows for the same bucket add up) and
+        forget buckets past their resolution's `kept`."""
         ...
 
     def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
@@ -56,27 +63,27 @@ class SqliteHistoryStore:
         self._ids: dict[str, int] = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
         self._names = {check_id: name for name, check_id in self._ids.items()}
 
-    def write(self, rows: list[Row], now: datetime) -> None:
+    def write(self, rows: Iterable[Row], now: datetime) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                by_table: dict[str, list[tuple[int | float, ...]]] = {}
-                for row in rows:
-                    b = row.bucket
-                    by_table.setdefault(f"history_{row.resolution.name}", []).append(
-                        (self._id(row.check), row.start, b.runs, b.good, b.latency_sum, b.latency_max,
-                         b.held_runs, b.held_good)
-                    )
-                for table, values in by_table.items():
-                    self._db.executemany(_upsert(table), values)
+                for resolution, same in groupby(rows, key=attrgetter("resolution")):
+                    self._db.executemany(_upsert(f"history_{resolution.name}"), map(self._values, same))
                 for resolution in RESOLUTIONS:
                     cutoff = resolution.floor((now - resolution.kept).timestamp())
-                    self._db.execute(f"DELETE FROM history_{resolution.name} WHERE start < ?", (cutoff,))
+                    self._db.execute(
+                        f"DELETE FROM history_{resolution.name} WHERE check_id IN {_EVERY_CHECK} AND start < ?",
+                        (cutoff,),
+                    )
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self._forget_unsaved_ids()
                 raise
+
+    def _values(self, row: Row) -> tuple[int | float, ...]:
+        b = row.bucket
+        return (self._id(row.check), row.start, b.runs, b.good, b.latency_sum, b.latency_max, b.held_runs, b.held_good)
 
     def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
         with self._lock:
@@ -103,7 +110,7 @@ class SqliteHistoryStore:
         with self._lock:
             cursor = self._db.execute(
                 f"SELECT check_id, SUM(runs), SUM(good), SUM(held_runs), SUM(held_good)"
-                f" FROM history_{resolution.name} WHERE start >= ? GROUP BY check_id",
+                f" FROM history_{resolution.name} WHERE check_id IN {_EVERY_CHECK} AND start >= ? GROUP BY check_id",
                 (since,),
             )
             return {self._names[check_id]: Uptime(*sums) for check_id, *sums in cursor}
