@@ -25,7 +25,7 @@ from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
 from monitor.history.api import add_history_routes
 from monitor.history.service import History
-from monitor.history.store import SqliteHistoryStore
+from monitor.history.stores import open_history_store
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Status
 from monitor.ping_api import add_ping_routes
@@ -145,8 +145,9 @@ class Daemon:
             stack.push_async_callback(self.http.close)
             self.heartbeats = SqlitePingLedger(path)
             stack.callback(self.heartbeats.close)
-            self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
-            stack.callback(self.history.store.close)
+            history_store = open_history_store(self.store, path)
+            self.history = History(history_store, self.clock, self._holds, self.metrics.checks.set_uptime)
+            stack.push_async_callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
             sinks = self._build_sinks(self.config)
             self.pipeline = Pipeline(self.config, self.store, sinks, self.metrics, self.clock, self.http)

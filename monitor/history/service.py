@@ -12,7 +12,6 @@ What the store refused is kept and written with the next flush (the upserts add 
 after a rollback counts each run once), up to UNSAVED_MINUTES minutes of runs."""
 
 import asyncio
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
@@ -59,8 +58,7 @@ class History:
         self._unsaved: list[Batch] = []
         self._silences, self._windows = holds()
         self._totals = [WindowTotals(window) for window in WINDOWS]
-        self._flushing = threading.Lock()
-        """One flush's thread at a time: a flush cancelled at stop still runs to its end."""
+        self._in_flight: asyncio.Future[None] | None = None
         self.uptimes = UptimeView(self._totals, frozenset())
         """Per check, its Uptime per window name ("24h", "7d", "30d", "90d") as of the last flush."""
 
@@ -72,37 +70,39 @@ class History:
         self._pending.record(check, finished.timestamp(), good, latency, held)
 
     async def flush(self, checks: Iterable[str]) -> None:
-        """Write what accumulated and bring the uptimes of `checks` (the configured ones) up to date."""
+        """Write what accumulated and bring the uptimes of `checks` (the configured ones) up to
+        date. One flush at a time, and a flush cancelled (at stop) still runs to its end: the
+        runs it took are written, or kept for the next."""
+        while self._in_flight is not None and not self._in_flight.done():
+            await asyncio.wait([self._in_flight])
+        self._in_flight = asyncio.ensure_future(self._flush(frozenset(checks)))
+        await asyncio.shield(self._in_flight)
+
+    async def _flush(self, checks: frozenset[str]) -> None:
         self._silences, self._windows = self._holds()
         batch = self._pending.take()
-        await asyncio.to_thread(self._flush, batch, frozenset(checks), self.clock.now())
+        now = self.clock.now()
+        written = await self._write([*self._unsaved, batch], now)
+        try:
+            sums = {
+                totals.window.name: (since, await self.store.totals(totals.window.resolution, since))
+                for totals in self._totals
+                if (since := totals.moved(now)) is not None
+            }
+        except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
+            log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
+            for totals in self._totals:
+                totals.since = None  # summed from the store again next time
+            return
+        await asyncio.to_thread(self._count_uptimes, written, sums, checks)
 
-    def _flush(self, batch: Batch, checks: frozenset[str], now: datetime) -> None:
-        """In the worker thread."""
-        with self._flushing:
-            written = self._write([*self._unsaved, batch], now)
-            try:
-                self._count_uptimes(written, now)
-            except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
-                for totals in self._totals:
-                    totals.since = None  # summed from the store again next time
-                log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
-            self.uptimes = UptimeView(self._totals, checks)
-            if self._on_uptime is not None:
-                metric = [totals for totals in self._totals if totals.window.name in METRIC_WINDOWS]
-                self._on_uptime({
-                    check: {totals.window.name: ratio for totals in metric
-                            if (ratio := totals.uptime(check).ratio) is not None}
-                    for check in checks
-                })
-
-    def _write(self, batches: list[Batch], now: datetime) -> list[Batch]:
+    async def _write(self, batches: list[Batch], now: datetime) -> list[Batch]:
         """The batches written; none when the store refused them (they wait for the next flush)."""
         self._unsaved = []
         if not any(batch.minutes for batch in batches):
             return []
         try:
-            self.store.write(chain.from_iterable(batch.rows() for batch in batches), now)
+            await self.store.write(chain.from_iterable(batch.rows() for batch in batches), now)
         except Exception as exc:  # noqa: BLE001 - the runs wait for the next flush
             self._unsaved = _last_minutes(batches, UNSAVED_MINUTES)
             log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}",
@@ -110,14 +110,23 @@ class History:
             return []
         return batches
 
-    def _count_uptimes(self, written: list[Batch], now: datetime) -> None:
-        """Each window's totals brought up to date with what was written."""
+    def _count_uptimes(self, written: list[Batch], sums: dict[str, tuple[int, dict[str, Uptime]]],
+                       checks: frozenset[str]) -> None:
+        """In a worker thread: each window's totals summed anew (`sums`, for the windows that
+        moved) or brought up to date with what was written; then the ratios to the metric."""
         for totals in self._totals:
-            since = totals.moved(now)
-            if since is None:
-                totals.add(written)
+            if totals.window.name in sums:
+                totals.reset(*sums[totals.window.name])
             else:
-                totals.reset(since, self.store.totals(totals.window.resolution, since))
+                totals.add(written)
+        self.uptimes = UptimeView(self._totals, checks)
+        if self._on_uptime is not None:
+            metric = [totals for totals in self._totals if totals.window.name in METRIC_WINDOWS]
+            self._on_uptime({
+                check: {totals.window.name: ratio for totals in metric
+                        if (ratio := totals.uptime(check).ratio) is not None}
+                for check in checks
+            })
 
     async def flush_forever(self, checks: Callable[[], Iterable[str]]) -> None:
         while True:
@@ -128,7 +137,7 @@ class History:
         resolution, count = RANGES[range_name]
         now = self.clock.now()
         since = resolution.floor(now.timestamp()) - (count - 1) * resolution.seconds
-        rows = await asyncio.to_thread(self.store.buckets, check, resolution, since)
+        rows = await self.store.buckets(check, resolution, since)
         return series(rows, resolution, count, now)
 
     async def page_series(self, days: int, step: Resolution, steps: int) -> tuple[ByCheck, ByCheck]:
@@ -138,10 +147,8 @@ class History:
         day_since = DAY.floor(now) - (days - 1) * DAY.seconds
         step_since = step.floor(now) - (steps - 1) * step.seconds
 
-        def read() -> tuple[ByCheck, ByCheck]:
-            return self.store.buckets_of_all(DAY, day_since), self.store.coarser(MINUTE, step.seconds, step_since)
-
-        return await asyncio.to_thread(read)
+        days_of_all = await self.store.buckets_of_all(DAY, day_since)
+        return days_of_all, await self.store.coarser(MINUTE, step.seconds, step_since)
 
 
 

@@ -4,29 +4,29 @@ collector nothing to do."""
 
 import gc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from monitor.history.aggregate import HOUR, MINUTE, WINDOWS, Accumulator, Uptime
 from monitor.history.service import History
-from monitor.history.store import SqliteHistoryStore
+from monitor.history.store import HistoryStore
 from tests.fakes import FakeClock
 
 START = datetime(2026, 3, 1, 22, 30, tzinfo=UTC)
 
 
-def summed_from_store(store: SqliteHistoryStore, now: datetime) -> dict[str, dict[str, Uptime]]:
-    by_window = {window.name: store.totals(window.resolution, window.since(now)) for window in WINDOWS}
+async def summed_from_store(store: HistoryStore, now: datetime) -> dict[str, dict[str, Uptime]]:
+    by_window = {window.name: await store.totals(window.resolution, window.since(now)) for window in WINDOWS}
     return {
         check: {name: totals.get(check, Uptime()) for name, totals in by_window.items()}
         for check in ("api", "web")
     }
 
 
-async def test_uptimes_kept_from_each_flush_equal_the_stores_sums_across_hours_and_days(tmp_path: Path) -> None:
+async def test_uptimes_kept_from_each_flush_equal_the_stores_sums_across_hours_and_days(
+    history_store: HistoryStore,
+) -> None:
     """Flushed every minute for three hours across midnight, `api` failing one run in seven."""
     clock = FakeClock(start=START)
-    store = SqliteHistoryStore(tmp_path / "state.db")
-    history = History(store, clock, lambda: ([], []))
+    history = History(history_store, clock, lambda: ([], []))
     run = 0
     for _ in range(180):
         for _ in range(6):
@@ -35,13 +35,15 @@ async def test_uptimes_kept_from_each_flush_equal_the_stores_sums_across_hours_a
             history.record("api", clock.now(), run % 7 != 0, 0.05)
             history.record("web", clock.now(), True, 0.02)
         await history.flush(["api", "web"])
-        assert dict(history.uptimes) == summed_from_store(store, clock.now())
+        assert dict(history.uptimes) == await summed_from_store(history_store, clock.now())
     assert history.uptimes["api"]["24h"].runs == 1080
     assert history.uptimes["api"]["24h"].good == 1080 - 1080 // 7
 
 
-async def test_every_minute_flushed_is_in_the_minute_and_hour_tables(tmp_path: Path, fake_clock: FakeClock) -> None:
-    store = SqliteHistoryStore(tmp_path / "state.db")
+async def test_every_minute_flushed_is_in_the_minute_and_hour_tables(
+    history_store: HistoryStore, fake_clock: FakeClock
+) -> None:
+    store = history_store
     history = History(store, fake_clock, lambda: ([], []))
     first = MINUTE.floor(fake_clock.now().timestamp())
     for minute in range(5):
@@ -50,11 +52,11 @@ async def test_every_minute_flushed_is_in_the_minute_and_hour_tables(tmp_path: P
         if minute % 2:
             await history.flush(["api"])
     await history.flush(["api"])
-    minutes = store.buckets("api", MINUTE, first)
+    minutes = await store.buckets("api", MINUTE, first)
     assert [(start - first, bucket.runs) for start, bucket in sorted(minutes.items())] == [
         (minute * 60, 3) for minute in range(5)
     ]
-    hours = store.buckets("api", HOUR, 0)
+    hours = await store.buckets("api", HOUR, 0)
     assert sum(bucket.runs for bucket in hours.values()) == 15
     assert max(bucket.latency_max for bucket in hours.values()) == 0.5
 
@@ -81,14 +83,14 @@ def test_recording_a_run_allocates_nothing_the_garbage_collector_follows() -> No
     assert (day.bucket.runs, day.bucket.good, day.bucket.held_runs) == (50, 50 - 16, 9)
 
 
-async def test_a_day_of_runs_seen_after_a_restart_counts_once(tmp_path: Path) -> None:
-    """A new History on the same state file sums its windows from the store at its first flush."""
+async def test_after_a_restart_the_windows_are_summed_from_the_store_once(history_store: HistoryStore) -> None:
+    """A new History on the same store (a restarted daemon) sums its windows at its first flush,
+    then adds each flush's runs: every run counted once."""
     clock = FakeClock(start=START + timedelta(days=1))
-    history = History(SqliteHistoryStore(tmp_path / "state.db"), clock, lambda: ([], []))
+    history = History(history_store, clock, lambda: ([], []))
     history.record("api", clock.now(), True, 0.1)
     await history.flush(["api"])
-    history.store.close()
-    again = History(SqliteHistoryStore(tmp_path / "state.db"), clock, lambda: ([], []))
+    again = History(history_store, clock, lambda: ([], []))
     await again.flush(["api"])
     again.record("api", clock.now(), False, 0.1)
     await again.flush(["api"])
