@@ -2,12 +2,12 @@
 daemon's one `asyncpg.Pool` (never a pool or connection of its own).
 
 A flush's rows are turned into one column list per field in a worker thread, then sent as
-arrays, one statement per resolution: `unnest` makes them rows again, `GROUP BY` adds up those
+arrays in pieces of PIECE_ROWS rows, in one transaction: `unnest` makes them rows again, `GROUP BY` adds up those
 of the same bucket (the daemon sends one row per minute for each hour and day), and the upsert
 adds them to what is kept, as the SQLite store does."""
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +15,8 @@ import asyncpg
 
 from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Uptime
 
+PIECE_ROWS = 2000
+"""Rows per upsert statement: encoding one piece's arrays keeps the event loop a few ms at most."""
 _SUMS = "SUM(runs)::bigint, SUM(good)::bigint, SUM(latency_sum), MAX(latency_max), SUM(held_runs)::bigint," \
         " SUM(held_good)::bigint"
 
@@ -32,6 +34,10 @@ def _upsert(table: str) -> str:
         " latency_max = GREATEST(kept.latency_max, excluded.latency_max),"
         " held_runs = kept.held_runs + excluded.held_runs, held_good = kept.held_good + excluded.held_good"
     )
+
+
+Piece = tuple[list[int] | list[float], ...]
+"""One upsert's arguments: a column list per field."""
 
 
 @dataclass(slots=True)
@@ -59,6 +65,15 @@ class _Columns:
         self.held_good.append(bucket.held_good)
 
 
+    def pieces(self, ids: dict[str, int], size: int) -> Iterator[Piece]:
+        """The columns as upsert arguments (check ids for names), `size` rows a piece."""
+        check_ids = [ids[name] for name in self.checks]
+        columns = (check_ids, self.starts, self.runs, self.good, self.latency_sum, self.latency_max,
+                   self.held_runs, self.held_good)
+        for start in range(0, len(check_ids), size):
+            yield tuple(column[start : start + size] for column in columns)
+
+
 def _columns(rows: Iterable[Row]) -> dict[str, _Columns]:
     by_table: dict[str, _Columns] = {}
     for row in rows:
@@ -70,6 +85,10 @@ def _columns(rows: Iterable[Row]) -> dict[str, _Columns]:
     return by_table
 
 
+def _pieces(by_table: dict[str, _Columns], ids: dict[str, int]) -> list[tuple[str, Piece]]:
+    return [(table, piece) for table, columns in by_table.items() for piece in columns.pieces(ids, PIECE_ROWS)]
+
+
 class PostgresHistoryStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -77,13 +96,13 @@ class PostgresHistoryStore:
 
     async def write(self, rows: Iterable[Row], now: datetime) -> None:
         by_table = await asyncio.to_thread(_columns, rows)
+        names = await asyncio.to_thread(lambda: {name for columns in by_table.values() for name in columns.checks})
         async with self._pool.acquire() as connection:
-            ids = await self._ids_of(connection, {name for columns in by_table.values() for name in columns.checks})
+            ids = await self._ids_of(connection, names)
+            pieces = await asyncio.to_thread(_pieces, by_table, ids)
             async with connection.transaction():
-                for table, c in by_table.items():
-                    check_ids = [ids[name] for name in c.checks]
-                    await connection.execute(_upsert(table), check_ids, c.starts, c.runs, c.good, c.latency_sum,
-                                             c.latency_max, c.held_runs, c.held_good)
+                for table, arguments in pieces:
+                    await connection.execute(_upsert(table), *arguments)
                 for resolution in RESOLUTIONS:
                     cutoff = resolution.floor((now - resolution.kept).timestamp())
                     await connection.execute(f"DELETE FROM history_{resolution.name} WHERE start < $1", cutoff)
