@@ -104,6 +104,18 @@ async def test_fine_buckets_are_kept_only_as_long_as_their_resolution_says(ninet
     assert sum(bucket.runs for _, bucket in minutes) == RUNS_A_DAY
 
 
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_status_page_series_are_the_day_buckets_and_the_minutes_summed_per_hour(
+    ninety_days: History,
+) -> None:
+    days, hours = await ninety_days.page_series(90, HOUR, 24)
+    assert len(days["web"]) == 90 and days["web"][int(at(10, 0).timestamp())].runs == RUNS_A_DAY
+    assert days["web"][int(at(10, 0).timestamp())].good == 108
+    assert len(hours["web"]) == 24 and sum(bucket.runs for bucket in hours["web"].values()) == RUNS_A_DAY
+    assert all(bucket.runs == 6 and bucket.latency_avg == pytest.approx(0.1) for bucket in hours["web"].values()
+               if bucket.good == bucket.runs)
+
+
 def test_the_accumulator_rolls_minutes_up_into_hours_and_days() -> None:
     accumulator = Accumulator()
     base = START.timestamp()
