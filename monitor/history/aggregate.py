@@ -222,16 +222,20 @@ class Window:
 
 class WindowTotals:
     """One window's runs per check, kept current without reading the tables on every flush: the
-    rows a flush wrote are added in, and the store's sums are read again only when the window's
+    runs a flush wrote are added in, and the store's sums are read again only when the window's
     oldest bucket moves (for 24h once an hour, for the day windows once a day). The figures are
     those of summing the window's buckets in the store, since the upserts add up the same way.
-    Each check's figures are one Uptime, replaced whole: a reader on another thread sees the
-    last flush's or the one before, never half of one."""
+
+    Kept in flat arrays indexed by check (no object per check for the garbage collector), and
+    updated on copies swapped in whole: a reader on another thread sees the last flush's figures
+    or the ones before, never half of an update."""
 
     def __init__(self, window: Window) -> None:
         self.window = window
         self.since: int | None = None
-        self._by_check: dict[str, Uptime] = {}
+        self._numbers: dict[str, int] = {}
+        self._columns = _zeros(0)
+        """Runs, good runs, held runs, held good runs; each indexed by the check's number."""
 
     def moved(self, now: datetime) -> int | None:
         """The window's new start when it moved since the last reset (or there was none), else None."""
@@ -239,29 +243,58 @@ class WindowTotals:
         return since if since != self.since else None
 
     def reset(self, since: int, sums: dict[str, Uptime]) -> None:
-        self._by_check = dict(sums)
+        for check in sums:
+            self._number(check)
+        columns = _zeros(len(self._numbers))
+        for check, uptime in sums.items():
+            number = self._numbers[check]
+            for column, value in zip(columns, (uptime.runs, uptime.good, uptime.held_runs, uptime.held_good),
+                                     strict=True):
+                column[number] = value
+        self._columns = columns
         self.since = since
 
     def add(self, batches: Iterable[Batch]) -> None:
         """Count in the runs of `batches` that fall in the window."""
-        by_check, since, resolution = self._by_check, self.since, self.window.resolution
+        since, resolution = self.since, self.window.resolution
         if since is None:
             return
         for batch in batches:
+            for check in batch.checks:
+                self._number(check)
+        runs, good, held_runs, held_good = columns = tuple(array("q", column) for column in self._columns)
+        if len(runs) < len(self._numbers):
+            for column in columns:
+                column.extend(repeat(0, len(self._numbers) - len(column)))
+        for batch in batches:
+            numbers = [self._numbers[check] for check in batch.checks]
             for minute in batch.minutes:
                 if resolution.floor(minute.start) < since:
                     continue
-                good, held_runs, held_good = minute.good, minute.held_runs, minute.held_good
-                for index, runs in enumerate(minute.runs):
-                    if runs:
-                        check = batch.checks[index]
-                        before = by_check.get(check) or Uptime()
-                        by_check[check] = Uptime(before.runs + runs, before.good + good[index],
-                                                 before.held_runs + held_runs[index],
-                                                 before.held_good + held_good[index])
+                for index, count in enumerate(minute.runs):
+                    if count:
+                        number = numbers[index]
+                        runs[number] += count
+                        good[number] += minute.good[index]
+                        held_runs[number] += minute.held_runs[index]
+                        held_good[number] += minute.held_good[index]
+        self._columns = columns
 
     def uptime(self, check: str) -> Uptime:
-        return self._by_check.get(check) or Uptime()
+        number, columns = self._numbers.get(check), self._columns
+        if number is None or number >= len(columns[0]):
+            return Uptime()
+        return Uptime(*(column[number] for column in columns))
+
+    def _number(self, check: str) -> int:
+        number = self._numbers.get(check)
+        if number is None:
+            number = self._numbers[check] = len(self._numbers)
+        return number
+
+
+def _zeros(size: int) -> tuple["array[int]", ...]:
+    return tuple(array("q", bytes(8 * size)) for _ in range(4))
 
 
 WINDOWS = (Window("24h", HOUR, 24), Window("7d", DAY, 7), Window("30d", DAY, 30), Window("90d", DAY, 90))

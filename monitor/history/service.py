@@ -45,7 +45,7 @@ UNSAVED_MINUTES = 60
 Holds = Callable[[], tuple[Sequence[Silence], Sequence[MaintenanceWindow]]]
 """The silences and maintenance windows in force, read once per flush."""
 ByCheck = dict[str, dict[int, Bucket]]
-UptimeSink = Callable[[dict[str, dict[str, float]]], None]
+UptimeSink = Callable[[Mapping[str, Mapping[str, float]]], None]
 
 
 class History:
@@ -122,11 +122,7 @@ class History:
         self.uptimes = UptimeView(self._totals, checks)
         if self._on_uptime is not None:
             metric = [totals for totals in self._totals if totals.window.name in METRIC_WINDOWS]
-            self._on_uptime({
-                check: {totals.window.name: ratio for totals in metric
-                        if (ratio := totals.uptime(check).ratio) is not None}
-                for check in checks
-            })
+            self._on_uptime(UptimeRatios(metric, checks))
 
     async def flush_forever(self, checks: Callable[[], Iterable[str]]) -> None:
         while True:
@@ -164,6 +160,27 @@ class UptimeView(Mapping[str, dict[str, Uptime]]):
         if check not in self._checks:
             raise KeyError(check)
         return {totals.window.name: totals.uptime(check) for totals in self._totals}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+
+class UptimeRatios(Mapping[str, dict[str, float]]):
+    """What `health_monitor_check_uptime_ratio` shows: per check, the ratio of each window that
+    has one, made when read (10,000 checks' dicts built at once would wake the garbage collector)."""
+
+    def __init__(self, totals: Sequence[WindowTotals], checks: frozenset[str]) -> None:
+        self._totals = totals
+        self._checks = checks
+
+    def __getitem__(self, check: str) -> dict[str, float]:
+        if check not in self._checks:
+            raise KeyError(check)
+        ratios = ((totals.window.name, totals.uptime(check).ratio) for totals in self._totals)
+        return {window: ratio for window, ratio in ratios if ratio is not None}
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._checks)
