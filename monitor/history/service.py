@@ -89,12 +89,11 @@ class History:
                 for totals in self._totals
                 if (since := totals.moved(now)) is not None
             }
+            await asyncio.to_thread(self._count_uptimes, written, sums, checks)
         except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
             log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
             for totals in self._totals:
                 totals.since = None  # summed from the store again next time
-            return
-        await asyncio.to_thread(self._count_uptimes, written, sums, checks)
 
     async def _write(self, batches: list[Batch], now: datetime) -> list[Batch]:
         """The batches written; none when the store refused them (they wait for the next flush)."""

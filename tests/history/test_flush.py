@@ -2,6 +2,7 @@
 flush wrote rather than summed from the tables, and recording that leaves the garbage
 collector nothing to do."""
 
+import asyncio
 import gc
 from datetime import UTC, datetime, timedelta
 
@@ -95,3 +96,34 @@ async def test_after_a_restart_the_windows_are_summed_from_the_store_once(histor
     again.record("api", clock.now(), False, 0.1)
     await again.flush(["api"])
     assert again.uptimes["api"]["24h"].as_json() == {"ratio": 0.5, "runs": 2, "good_runs": 1, "held_runs": 0}
+
+
+async def test_a_flush_cancelled_at_stop_still_writes_the_runs_it_took(
+    history_store: HistoryStore, fake_clock: FakeClock
+) -> None:
+    """The daemon cancels the flushing task at stop, then flushes once more: the runs taken by
+    the cancelled flush are written (once), not lost with it."""
+    release = asyncio.Event()
+
+    class Slow:
+        def __getattr__(self, name: str) -> object:
+            return getattr(history_store, name)
+
+        async def write(self, rows, now):  # type: ignore[no-untyped-def]
+            await release.wait()
+            await history_store.write(rows, now)
+
+    history = History(Slow(), fake_clock, lambda: ([], []))  # type: ignore[arg-type]
+    history.record("api", fake_clock.now(), True, 0.1)
+    flushing = asyncio.create_task(history.flush(["api"]))
+    await asyncio.sleep(0)
+    flushing.cancel()
+    history.record("api", fake_clock.now(), False, 0.1)
+    final = asyncio.create_task(history.flush(["api"]))
+    await asyncio.sleep(0)
+    release.set()
+    await final
+    assert flushing.cancelled()
+    (bucket,) = (await history_store.buckets("api", MINUTE, 0)).values()
+    assert (bucket.runs, bucket.good) == (2, 1)
+    assert history.uptimes["api"]["24h"].runs == 2
