@@ -1,12 +1,13 @@
 """The daemon's history: each run added to an in-memory accumulator on the event loop (no I/O),
-flushed once a minute in one transaction from a worker thread, and the uptime of every check
-brought up to date there for /api/checks, the status page and `health_monitor_check_uptime_ratio`.
+flushed once a minute in one transaction, and the uptime of every check brought up to date for
+/api/checks, the status page and `health_monitor_check_uptime_ratio`.
 
-The event loop only swaps the accumulator for an empty one: rolling the minutes up into hours
-and days, binding the rows and counting them into the uptime windows all run in the worker
-thread, in Python code short enough between two GIL hand-overs that the loop keeps its
-schedule. Uptime is kept incrementally (`WindowTotals`): a flush adds the rows it wrote, and a
-window is summed from the store again only when its oldest bucket moves.
+The event loop only swaps the accumulator for an empty one: the rows are made one at a time
+where the store consumes them (its thread for SQLite, a worker thread for PostgreSQL), and the
+uptime windows are counted in a worker thread, in Python code short enough between two GIL
+hand-overs that the loop keeps its schedule. Uptime is kept incrementally (`WindowTotals`): a
+flush adds the runs it wrote, and a window is summed from the store again only when its oldest
+bucket moves.
 
 What the store refused is kept and written with the next flush (the upserts add up, so a retry
 after a rollback counts each run once), up to UNSAVED_MINUTES minutes of runs."""
@@ -15,6 +16,7 @@ import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import chain
+from typing import TypeVar
 
 import structlog
 
@@ -45,6 +47,7 @@ UNSAVED_MINUTES = 60
 Holds = Callable[[], tuple[Sequence[Silence], Sequence[MaintenanceWindow]]]
 """The silences and maintenance windows in force, read once per flush."""
 ByCheck = dict[str, dict[int, Bucket]]
+V = TypeVar("V")
 UptimeSink = Callable[[Mapping[str, Mapping[str, float]]], None]
 
 
@@ -146,46 +149,43 @@ class History:
         return days_of_all, await self.store.coarser(MINUTE, step.seconds, step_since)
 
 
-
-class UptimeView(Mapping[str, dict[str, Uptime]]):
-    """`History.uptimes`: each configured check's Uptime per window, read from the window totals
-    when asked for (a page or an API call) instead of built for every check at every flush."""
+class _ByCheck(Mapping[str, V]):
+    """Each configured check's figures, read from the window totals when asked for (a page, an
+    API call, a scrape's formatting) instead of built for 10,000 checks at every flush, which
+    would also wake the garbage collector."""
 
     def __init__(self, totals: Sequence[WindowTotals], checks: frozenset[str]) -> None:
         self._totals = totals
         self._checks = checks
 
-    def __getitem__(self, check: str) -> dict[str, Uptime]:
+    def __getitem__(self, check: str) -> V:
         if check not in self._checks:
             raise KeyError(check)
+        return self._of(check)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+    def _of(self, check: str) -> V:
+        raise NotImplementedError
+
+
+class UptimeView(_ByCheck[dict[str, Uptime]]):
+    """`History.uptimes`: per check, its Uptime per window name."""
+
+    def _of(self, check: str) -> dict[str, Uptime]:
         return {totals.window.name: totals.uptime(check) for totals in self._totals}
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._checks)
 
-    def __len__(self) -> int:
-        return len(self._checks)
+class UptimeRatios(_ByCheck[dict[str, float]]):
+    """What `health_monitor_check_uptime_ratio` shows: per check, the ratio of each window that has one."""
 
-
-class UptimeRatios(Mapping[str, dict[str, float]]):
-    """What `health_monitor_check_uptime_ratio` shows: per check, the ratio of each window that
-    has one, made when read (10,000 checks' dicts built at once would wake the garbage collector)."""
-
-    def __init__(self, totals: Sequence[WindowTotals], checks: frozenset[str]) -> None:
-        self._totals = totals
-        self._checks = checks
-
-    def __getitem__(self, check: str) -> dict[str, float]:
-        if check not in self._checks:
-            raise KeyError(check)
+    def _of(self, check: str) -> dict[str, float]:
         ratios = ((totals.window.name, totals.uptime(check).ratio) for totals in self._totals)
         return {window: ratio for window, ratio in ratios if ratio is not None}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._checks)
-
-    def __len__(self) -> int:
-        return len(self._checks)
 
 
 def _last_minutes(batches: list[Batch], limit: int) -> list[Batch]:

@@ -93,7 +93,7 @@ def _upsert(table: str) -> str:
 class SqliteHistoryFile:
     def __init__(self, path: str | Path) -> None:
         self._db = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
-        apply_migrations(self._db)  # its tables are the state file's (migration 3)
+        apply_migrations(self._db)  # its tables are the state file's (migration 5)
         self._lock = threading.Lock()
         self._ids: dict[str, int] = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
         self._names = {check_id: name for name, check_id in self._ids.items()}
