@@ -8,7 +8,7 @@ run is a tuple built on the event loop, and a scrape copies the row references (
 and formats them in a worker thread from that consistent snapshot while the loop goes on.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Literal, NamedTuple
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -61,7 +61,7 @@ class CheckSeries:
         self.duration_metric = duration_metric
         self.bounds = tuple(sorted(buckets)) if duration_metric == "histogram" else ()
         self._rows: dict[str, CheckRow] = {}
-        self._uptime: dict[str, dict[str, float]] = {}
+        self._uptime: Mapping[str, Mapping[str, float]] = {}
         self._uptime_text: list[str] = []
 
     def record(self, check: str, status: Status, duration: float, finished_at: float) -> None:
@@ -93,7 +93,7 @@ class CheckSeries:
     def snapshot(self) -> list[CheckRow]:
         return list(self._rows.values())
 
-    def set_uptime(self, ratios: dict[str, dict[str, float]]) -> None:
+    def set_uptime(self, ratios: Mapping[str, Mapping[str, float]]) -> None:
         """Every check's uptime per window, replaced whole once a minute (by the history's worker
         thread, which also formats it: a scrape only copies the pieces' references)."""
         lines = [

@@ -24,7 +24,7 @@ from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
 from monitor.history.api import add_history_routes
 from monitor.history.service import History
-from monitor.history.store import SqliteHistoryStore
+from monitor.history.stores import open_history_store
 from monitor.incident_desk import DaemonDesk
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Status
@@ -151,8 +151,9 @@ class Daemon:
             self.http = http_session(self.config.monitor.concurrency)
             stack.push_async_callback(self.http.close)
             self.heartbeats = self.side.pings
-            self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
-            stack.callback(self.history.store.close)
+            history_store = open_history_store(self.store, path)
+            self.history = History(history_store, self.clock, self._holds, self.metrics.checks.set_uptime)
+            stack.push_async_callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
             sinks = self._build_sinks(self.config)
             self.pipeline = await Pipeline.open(self.config, self.store, sinks, self.metrics, self.clock, self.http)

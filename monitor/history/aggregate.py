@@ -6,9 +6,11 @@ again in its `held_*` counters; uptime leaves held runs out and reports them bes
 so planned work does not lower a check's uptime and is not hidden either.
 """
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from array import array
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,35 +76,104 @@ class Row:
     bucket: Bucket
 
 
-@dataclass(slots=True)
-class Accumulator:
-    """Runs since the last flush, per check and minute: the only work on the hot path is a dict
-    look-up and a few additions; `drain()` rolls them up into minute, hour and day rows."""
+class MinuteRuns:
+    """One minute's runs of every check, in flat arrays indexed by the check's number: recording a
+    run allocates nothing and leaves nothing for the garbage collector to follow, so 10,000
+    checks' history does not make the collector run (and stall the event loop) once a minute."""
 
-    _minutes: dict[tuple[str, int], Bucket] = field(default_factory=dict)
+    __slots__ = ("good", "held_good", "held_runs", "latency_max", "latency_sum", "runs", "start")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.runs, self.good, self.held_runs, self.held_good = (array("q") for _ in range(4))
+        self.latency_sum, self.latency_max = array("d"), array("d")
+
+    def add(self, index: int, good: bool, latency: float, held: bool) -> None:
+        if index >= len(self.runs):
+            self._grow(index + 1)
+        self.runs[index] += 1
+        self.latency_sum[index] += latency
+        if latency > self.latency_max[index]:
+            self.latency_max[index] = latency
+        if good:
+            self.good[index] += 1
+        if held:
+            self.held_runs[index] += 1
+            self.held_good[index] += good
+
+    def bucket(self, index: int) -> Bucket:
+        return Bucket(self.runs[index], self.good[index], self.latency_sum[index], self.latency_max[index],
+                      self.held_runs[index], self.held_good[index])
+
+    def _grow(self, size: int) -> None:
+        more = size - len(self.runs)
+        for column in (self.runs, self.good, self.held_runs, self.held_good):
+            column.extend(repeat(0, more))
+        for column in (self.latency_sum, self.latency_max):
+            column.extend(repeat(0.0, more))
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one flush takes: the minutes recorded since the last, and the checks' names by number."""
+
+    checks: list[str]
+    minutes: list[MinuteRuns]
+
+    def rows(self, resolutions: Iterable[Resolution] = RESOLUTIONS) -> Iterator[Row]:
+        """Each check's bucket of each minute, once per resolution (its start floored to that
+        resolution's bucket), made one at a time: rows of one hour or day are not summed here, the
+        store adds them up as it upserts them."""
+        for minute in self.minutes:
+            for resolution in resolutions:
+                start = resolution.floor(minute.start)
+                for index, runs in enumerate(minute.runs):
+                    if runs:
+                        yield Row(self.checks[index], resolution, start, minute.bucket(index))
+
+
+class Accumulator:
+    """Runs since the last flush, per minute and check: on the hot path a dict look-up and a few
+    additions. `take()` hands them over in constant time, so that turning them into rows runs
+    off the event loop; `drain()` takes them and rolls them up into minute, hour and day rows."""
+
+    __slots__ = ("_checks", "_minutes", "_numbers")
+
+    def __init__(self) -> None:
+        self._numbers: dict[str, int] = {}
+        self._checks: list[str] = []
+        """Only ever appended to, so a batch taken earlier can share it."""
+        self._minutes: dict[int, MinuteRuns] = {}
 
     def record(self, check: str, at: float, good: bool, latency: float, held: bool = False) -> None:
-        key = (check, int(at // 60) * 60)
-        bucket = self._minutes.get(key)
-        if bucket is None:
-            bucket = self._minutes[key] = Bucket()
-        bucket.add(good, latency, held)
+        index = self._numbers.get(check)
+        if index is None:
+            index = self._numbers[check] = len(self._checks)
+            self._checks.append(check)
+        start = int(at // 60) * 60
+        minute = self._minutes.get(start)
+        if minute is None:
+            minute = self._minutes[start] = MinuteRuns(start)
+        minute.add(index, good, latency, held)
 
     def __len__(self) -> int:
-        return len(self._minutes)
+        """Buckets (one check, one minute) waiting."""
+        return sum(1 for minute in self._minutes.values() for runs in minute.runs if runs)
+
+    def take(self) -> Batch:
+        minutes, self._minutes = self._minutes, {}
+        return Batch(self._checks, list(minutes.values()))
 
     def drain(self) -> list[Row]:
-        minutes, self._minutes = self._minutes, {}
-        rolled: dict[tuple[str, Resolution, int], Bucket] = {}
-        for (check, start), bucket in minutes.items():
-            rolled[(check, MINUTE, start)] = bucket
-            for resolution in (HOUR, DAY):
-                key = (check, resolution, resolution.floor(start))
-                total = rolled.get(key)
-                if total is None:
-                    total = rolled[key] = Bucket()
-                total.merge(bucket)
-        return [Row(check, resolution, start, bucket) for (check, resolution, start), bucket in rolled.items()]
+        rolled: dict[tuple[str, str, int], Row] = {}
+        for row in self.take().rows():
+            key = (row.check, row.resolution.name, row.start)
+            same = rolled.get(key)
+            if same is None:
+                rolled[key] = row
+            else:
+                same.bucket.merge(row.bucket)
+        return list(rolled.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +218,83 @@ class Window:
         """The start of the window's oldest bucket."""
         current = self.resolution.floor(now.timestamp())
         return current - (self.buckets - 1) * self.resolution.seconds
+
+
+class WindowTotals:
+    """One window's runs per check, kept current without reading the tables on every flush: the
+    runs a flush wrote are added in, and the store's sums are read again only when the window's
+    oldest bucket moves (for 24h once an hour, for the day windows once a day). The figures are
+    those of summing the window's buckets in the store, since the upserts add up the same way.
+
+    Kept in flat arrays indexed by check (no object per check for the garbage collector), and
+    updated on copies swapped in whole: a reader on another thread sees the last flush's figures
+    or the ones before, never half of an update."""
+
+    def __init__(self, window: Window) -> None:
+        self.window = window
+        self.since: int | None = None
+        self._numbers: dict[str, int] = {}
+        self._columns = _zeros(0)
+        """Runs, good runs, held runs, held good runs; each indexed by the check's number."""
+
+    def moved(self, now: datetime) -> int | None:
+        """The window's new start when it moved since the last reset (or there was none), else None."""
+        since = self.window.since(now)
+        return since if since != self.since else None
+
+    def reset(self, since: int, sums: dict[str, Uptime]) -> None:
+        for check in sums:
+            self._number(check)
+        columns = _zeros(len(self._numbers))
+        for check, uptime in sums.items():
+            number = self._numbers[check]
+            for column, value in zip(columns, (uptime.runs, uptime.good, uptime.held_runs, uptime.held_good),
+                                     strict=True):
+                column[number] = value
+        self._columns = columns
+        self.since = since
+
+    def add(self, batches: Iterable[Batch]) -> None:
+        """Count in the runs of `batches` that fall in the window."""
+        since, resolution = self.since, self.window.resolution
+        if since is None:
+            return
+        for batch in batches:
+            for check in batch.checks:
+                self._number(check)
+        runs, good, held_runs, held_good = columns = tuple(array("q", column) for column in self._columns)
+        if len(runs) < len(self._numbers):
+            for column in columns:
+                column.extend(repeat(0, len(self._numbers) - len(column)))
+        for batch in batches:
+            numbers = [self._numbers[check] for check in batch.checks]
+            for minute in batch.minutes:
+                if resolution.floor(minute.start) < since:
+                    continue
+                for index, count in enumerate(minute.runs):
+                    if count:
+                        number = numbers[index]
+                        runs[number] += count
+                        good[number] += minute.good[index]
+                        held_runs[number] += minute.held_runs[index]
+                        held_good[number] += minute.held_good[index]
+        self._columns = columns
+
+    def uptime(self, check: str) -> Uptime:
+        number, columns = self._numbers.get(check), self._columns
+        if number is None or number >= len(columns[0]):
+            return Uptime()
+        return Uptime(*(column[number] for column in columns))
+
+    def _number(self, check: str) -> int:
+        number = self._numbers.get(check)
+        if number is None:
+            number = self._numbers[check] = len(self._numbers)
+        return number
+
+
+def _zeros(size: int) -> tuple["array[int]", ...]:
+    return tuple(array("q", bytes(8 * size)) for _ in range(4))
 
 
 WINDOWS = (Window("24h", HOUR, 24), Window("7d", DAY, 7), Window("30d", DAY, 30), Window("90d", DAY, 90))

@@ -1,14 +1,22 @@
 """The daemon's history: each run added to an in-memory accumulator on the event loop (no I/O),
-flushed once a minute in one transaction from a worker thread, and the uptime of every check
-recomputed there (24h on every flush, the longer windows every LONG_WINDOWS_SECONDS) for
+flushed once a minute in one transaction, and the uptime of every check brought up to date for
 /api/checks, the status page and `health_monitor_check_uptime_ratio`.
 
+The event loop only swaps the accumulator for an empty one: the rows are made one at a time
+where the store consumes them (its thread for SQLite, a worker thread for PostgreSQL), and the
+uptime windows are counted in a worker thread, in Python code short enough between two GIL
+hand-overs that the loop keeps its schedule. Uptime is kept incrementally (`WindowTotals`): a
+flush adds the runs it wrote, and a window is summed from the store again only when its oldest
+bucket moves.
+
 What the store refused is kept and written with the next flush (the upserts add up, so a retry
-after a rollback counts each run once), up to UNSAVED_LIMIT rows."""
+after a rollback counts each run once), up to UNSAVED_MINUTES minutes of runs."""
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
+from itertools import chain
+from typing import TypeVar
 
 import structlog
 
@@ -21,10 +29,11 @@ from monitor.history.aggregate import (
     RANGES,
     WINDOWS,
     Accumulator,
+    Batch,
     Bucket,
     Resolution,
-    Row,
     Uptime,
+    WindowTotals,
     series,
 )
 from monitor.history.store import HistoryStore
@@ -34,12 +43,12 @@ from monitor.store import Silence
 log = structlog.get_logger("monitor.history")
 
 FLUSH_SECONDS = 60.0
-LONG_WINDOWS_SECONDS = 600.0
-UNSAVED_LIMIT = 500_000
+UNSAVED_MINUTES = 60
 Holds = Callable[[], tuple[Sequence[Silence], Sequence[MaintenanceWindow]]]
 """The silences and maintenance windows in force, read once per flush."""
 ByCheck = dict[str, dict[int, Bucket]]
-UptimeSink = Callable[[dict[str, dict[str, float]]], None]
+V = TypeVar("V")
+UptimeSink = Callable[[Mapping[str, Mapping[str, float]]], None]
 
 
 class History:
@@ -49,10 +58,11 @@ class History:
         self._holds = holds
         self._on_uptime = on_uptime
         self._pending = Accumulator()
-        self._unsaved: list[Row] = []
+        self._unsaved: list[Batch] = []
         self._silences, self._windows = holds()
-        self._long_at: float | None = None
-        self.uptimes: dict[str, dict[str, Uptime]] = {}
+        self._totals = [WindowTotals(window) for window in WINDOWS]
+        self._in_flight: asyncio.Future[None] | None = None
+        self.uptimes = UptimeView(self._totals, frozenset())
         """Per check, its Uptime per window name ("24h", "7d", "30d", "90d") as of the last flush."""
 
     def record(self, check: str, finished: datetime, good: bool, latency: float) -> None:
@@ -63,24 +73,58 @@ class History:
         self._pending.record(check, finished.timestamp(), good, latency, held)
 
     async def flush(self, checks: Iterable[str]) -> None:
-        """Write what accumulated and recompute the uptimes of `checks` (the configured ones)."""
+        """Write what accumulated and bring the uptimes of `checks` (the configured ones) up to
+        date. One flush at a time, and a flush cancelled (at stop) still runs to its end: the
+        runs it took are written, or kept for the next."""
+        while self._in_flight is not None and not self._in_flight.done():
+            await asyncio.wait([self._in_flight])
+        self._in_flight = asyncio.ensure_future(self._flush(frozenset(checks)))
+        await asyncio.shield(self._in_flight)
+
+    async def _flush(self, checks: frozenset[str]) -> None:
         self._silences, self._windows = self._holds()
-        rows = self._unsaved + self._pending.drain()
-        self._unsaved = []
+        batch = self._pending.take()
         now = self.clock.now()
+        written = await self._write([*self._unsaved, batch], now)
         try:
-            if rows:
-                await asyncio.to_thread(self.store.write, rows, now)
-        except Exception as exc:  # noqa: BLE001 - the runs wait for the next flush
-            self._unsaved = rows[-UNSAVED_LIMIT:]
-            log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}", rows_waiting=len(self._unsaved))
-        long_due = self._long_at is None or self.clock.monotonic() - self._long_at >= LONG_WINDOWS_SECONDS
-        if long_due:
-            self._long_at = self.clock.monotonic()
-        try:
-            self.uptimes = await asyncio.to_thread(self._uptimes, list(checks), now, long_due)
+            sums = {
+                totals.window.name: (since, await self.store.totals(totals.window.resolution, since))
+                for totals in self._totals
+                if (since := totals.moved(now)) is not None
+            }
+            await asyncio.to_thread(self._count_uptimes, written, sums, checks)
         except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
             log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
+            for totals in self._totals:
+                totals.since = None  # summed from the store again next time
+
+    async def _write(self, batches: list[Batch], now: datetime) -> list[Batch]:
+        """The batches written; none when the store refused them (they wait for the next flush)."""
+        self._unsaved = []
+        if not any(batch.minutes for batch in batches):
+            return []
+        try:
+            await self.store.write(chain.from_iterable(batch.rows() for batch in batches), now)
+        except Exception as exc:  # noqa: BLE001 - the runs wait for the next flush
+            self._unsaved = _last_minutes(batches, UNSAVED_MINUTES)
+            log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}",
+                        minutes_waiting=sum(len(batch.minutes) for batch in self._unsaved))
+            return []
+        return batches
+
+    def _count_uptimes(self, written: list[Batch], sums: dict[str, tuple[int, dict[str, Uptime]]],
+                       checks: frozenset[str]) -> None:
+        """In a worker thread: each window's totals summed anew (`sums`, for the windows that
+        moved) or brought up to date with what was written; then the ratios to the metric."""
+        for totals in self._totals:
+            if totals.window.name in sums:
+                totals.reset(*sums[totals.window.name])
+            else:
+                totals.add(written)
+        self.uptimes = UptimeView(self._totals, checks)
+        if self._on_uptime is not None:
+            metric = [totals for totals in self._totals if totals.window.name in METRIC_WINDOWS]
+            self._on_uptime(UptimeRatios(metric, checks))
 
     async def flush_forever(self, checks: Callable[[], Iterable[str]]) -> None:
         while True:
@@ -91,7 +135,7 @@ class History:
         resolution, count = RANGES[range_name]
         now = self.clock.now()
         since = resolution.floor(now.timestamp()) - (count - 1) * resolution.seconds
-        rows = await asyncio.to_thread(self.store.buckets, check, resolution, since)
+        rows = await self.store.buckets(check, resolution, since)
         return series(rows, resolution, count, now)
 
     async def page_series(self, days: int, step: Resolution, steps: int) -> tuple[ByCheck, ByCheck]:
@@ -101,30 +145,55 @@ class History:
         day_since = DAY.floor(now) - (days - 1) * DAY.seconds
         step_since = step.floor(now) - (steps - 1) * step.seconds
 
-        def read() -> tuple[ByCheck, ByCheck]:
-            return self.store.buckets_of_all(DAY, day_since), self.store.coarser(MINUTE, step.seconds, step_since)
+        days_of_all = await self.store.buckets_of_all(DAY, day_since)
+        return days_of_all, await self.store.coarser(MINUTE, step.seconds, step_since)
 
-        return await asyncio.to_thread(read)
 
-    def _uptimes(self, checks: list[str], now: datetime, long_due: bool) -> dict[str, dict[str, Uptime]]:
-        """In the worker thread: read the totals of each window, then hand the ratios to the metric."""
-        previous = self.uptimes
-        by_window = {
-            window.name: self.store.totals(window.resolution, window.since(now))
-            for window in WINDOWS
-            if long_due or window.name == "24h"
-        }
-        found: dict[str, dict[str, Uptime]] = {}
-        for check in checks:
-            found[check] = {
-                window.name: by_window[window.name].get(check, Uptime())
-                if window.name in by_window
-                else previous.get(check, {}).get(window.name, Uptime())
-                for window in WINDOWS
-            }
-        if self._on_uptime is not None:
-            self._on_uptime({
-                check: {name: ratio for name in METRIC_WINDOWS if (ratio := figures[name].ratio) is not None}
-                for check, figures in found.items()
-            })
-        return found
+class _ByCheck(Mapping[str, V]):
+    """Each configured check's figures, read from the window totals when asked for (a page, an
+    API call, a scrape's formatting) instead of built for 10,000 checks at every flush, which
+    would also wake the garbage collector."""
+
+    def __init__(self, totals: Sequence[WindowTotals], checks: frozenset[str]) -> None:
+        self._totals = totals
+        self._checks = checks
+
+    def __getitem__(self, check: str) -> V:
+        if check not in self._checks:
+            raise KeyError(check)
+        return self._of(check)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._checks)
+
+    def __len__(self) -> int:
+        return len(self._checks)
+
+    def _of(self, check: str) -> V:
+        raise NotImplementedError
+
+
+class UptimeView(_ByCheck[dict[str, Uptime]]):
+    """`History.uptimes`: per check, its Uptime per window name."""
+
+    def _of(self, check: str) -> dict[str, Uptime]:
+        return {totals.window.name: totals.uptime(check) for totals in self._totals}
+
+
+class UptimeRatios(_ByCheck[dict[str, float]]):
+    """What `health_monitor_check_uptime_ratio` shows: per check, the ratio of each window that has one."""
+
+    def _of(self, check: str) -> dict[str, float]:
+        ratios = ((totals.window.name, totals.uptime(check).ratio) for totals in self._totals)
+        return {window: ratio for window, ratio in ratios if ratio is not None}
+
+
+def _last_minutes(batches: list[Batch], limit: int) -> list[Batch]:
+    """The newest `limit` minutes of `batches`."""
+    kept: list[Batch] = []
+    for batch in reversed(batches):
+        if limit <= 0:
+            break
+        kept.append(Batch(batch.checks, batch.minutes[-limit:]))
+        limit -= len(kept[-1].minutes)
+    return kept[::-1]

@@ -6,7 +6,7 @@ from pathlib import Path
 from aiohttp import web
 
 from monitor.history.aggregate import Accumulator
-from monitor.history.store import SqliteHistoryStore
+from monitor.history.store import SqliteHistoryFile
 
 
 def seed_history(state: Path, now: datetime) -> None:
@@ -19,7 +19,7 @@ def seed_history(state: Path, now: datetime) -> None:
         latency = 0.4 if moment > now - timedelta(hours=1) else 0.05 + (moment.minute % 15) / 1000
         accumulator.record("api", moment.timestamp(), good, latency)
         moment += timedelta(minutes=5)
-    store = SqliteHistoryStore(state)
+    store = SqliteHistoryFile(state)
     store.write(accumulator.drain(), now)
     store.close()
 

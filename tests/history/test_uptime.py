@@ -1,7 +1,7 @@
 """History over 90 days on a fake clock: runs accumulate in memory, are flushed to the state
 file, and uptime per window leaves silenced and maintenance runs out while reporting them."""
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,9 +11,11 @@ import pytest_asyncio
 from monitor.config import MaintenanceWindow
 from monitor.history.aggregate import DAY, HOUR, MINUTE, Accumulator
 from monitor.history.service import History
-from monitor.history.store import SqliteHistoryStore
+from monitor.history.store import HistoryStore, SqliteHistoryFile
 from monitor.store import Silence
 from tests.fakes import FakeClock
+from tests.history.conftest import STORES, open_store, server_for
+from tests.postgres.pg_server import Server
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 EVERY = 600  # one run every 10 minutes: 144 a day
@@ -36,12 +38,23 @@ def good_at(moment: datetime) -> bool:
     return not any(begins <= moment < ends for begins, ends in OUTAGES)
 
 
+@pytest.fixture(scope="module", params=STORES)
+def module_store_server(request: pytest.FixtureRequest) -> Server | None:
+    return server_for(request.param, request)
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def ninety_days(tmp_path_factory: pytest.TempPathFactory) -> History:
+async def ninety_days(
+    module_store_server: Server | None, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[History]:
     """`web` ran every 10 minutes for 90 days, its latency 0.1 s (0.5 s on failures); flushed every 6 hours.
     The clock ends one second before day 90."""
+    async with open_store(module_store_server, tmp_path_factory.mktemp("history")) as store:
+        yield await _ninety_days_on(store)
+
+
+async def _ninety_days_on(store: HistoryStore) -> History:
     clock = FakeClock(start=START)
-    store = SqliteHistoryStore(tmp_path_factory.mktemp("history") / "state.db")
 
     def holds() -> tuple[Sequence[Silence], Sequence[MaintenanceWindow]]:
         return [SILENCE], [MAINTENANCE]
@@ -83,12 +96,24 @@ async def test_the_90_day_series_has_one_bucket_a_day_with_that_days_figures(nin
 @pytest.mark.asyncio(loop_scope="module")
 async def test_fine_buckets_are_kept_only_as_long_as_their_resolution_says(ninety_days: History) -> None:
     store = ninety_days.store
-    assert min(store.buckets("web", MINUTE, 0)) >= int(at(88, 23).timestamp())
-    assert min(store.buckets("web", HOUR, 0)) >= int(at(59, 23).timestamp())
-    assert min(store.buckets("web", DAY, 0)) == int(START.timestamp())
+    assert min(await store.buckets("web", MINUTE, 0)) >= int(at(88, 23).timestamp())
+    assert min(await store.buckets("web", HOUR, 0)) >= int(at(59, 23).timestamp())
+    assert min(await store.buckets("web", DAY, 0)) == int(START.timestamp())
     minutes = await ninety_days.check_history("web", "24h")
     assert len(minutes) == 24 * 60
     assert sum(bucket.runs for _, bucket in minutes) == RUNS_A_DAY
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_status_page_series_are_the_day_buckets_and_the_minutes_summed_per_hour(
+    ninety_days: History,
+) -> None:
+    days, hours = await ninety_days.page_series(90, HOUR, 24)
+    assert len(days["web"]) == 90 and days["web"][int(at(10, 0).timestamp())].runs == RUNS_A_DAY
+    assert days["web"][int(at(10, 0).timestamp())].good == 108
+    assert len(hours["web"]) == 24 and sum(bucket.runs for bucket in hours["web"].values()) == RUNS_A_DAY
+    assert all(bucket.runs == 6 and bucket.latency_avg == pytest.approx(0.1) for bucket in hours["web"].values()
+               if bucket.good == bucket.runs)
 
 
 def test_the_accumulator_rolls_minutes_up_into_hours_and_days() -> None:
@@ -106,17 +131,22 @@ def test_the_accumulator_rolls_minutes_up_into_hours_and_days() -> None:
     assert day.latency_max == pytest.approx(7170 / 7200)
 
 
-async def test_a_store_that_fails_keeps_the_runs_for_the_next_flush(tmp_path: Path, fake_clock: FakeClock) -> None:
-    class Flaky(SqliteHistoryStore):
+async def test_a_store_that_fails_keeps_the_runs_for_the_next_flush(
+    history_store: HistoryStore, fake_clock: FakeClock
+) -> None:
+    class Flaky:
         fail = True
 
-        def write(self, rows, now):  # type: ignore[no-untyped-def]
+        def __getattr__(self, name: str) -> object:
+            return getattr(history_store, name)
+
+        async def write(self, rows, now):  # type: ignore[no-untyped-def]
             if self.fail:
                 raise OSError("disk full")
-            super().write(rows, now)
+            await history_store.write(rows, now)
 
-    store = Flaky(tmp_path / "state.db")
-    history = History(store, fake_clock, lambda: ([], []))
+    store = Flaky()
+    history = History(store, fake_clock, lambda: ([], []))  # type: ignore[arg-type]
     history.record("web", fake_clock.now(), True, 0.2)
     await history.flush(["web"])
     assert history.uptimes["web"]["24h"].runs == 0
@@ -138,7 +168,7 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
 
     path = tmp_path / "state.db"
     shutil.copy(PREVIOUS_RELEASE, path)
-    history = SqliteHistoryStore(path)
+    history = SqliteHistoryFile(path)
     accumulator = Accumulator()
     accumulator.record("api", START.timestamp(), True, 0.1)
     history.write(accumulator.drain(), START)
