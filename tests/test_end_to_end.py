@@ -1,6 +1,8 @@
 """`health-monitor run` as a user runs it: a real subprocess against a local target and a
-local Slack receiver. The target fails, the P1 alert arrives, the target recovers, the
-resolution arrives, /metrics parses, a restart re-sends nothing, SIGTERM exits 0."""
+local Slack receiver, with its state in the SQLite file and again in PostgreSQL (a fresh
+database of the throwaway cluster, migrated by the daemon itself). The target fails, the P1
+alert arrives, the target recovers, the resolution arrives, /metrics parses, a restart
+re-sends nothing, SIGTERM exits 0."""
 
 import asyncio
 import os
@@ -8,6 +10,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -17,6 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.alerting_helpers import Receiver
 from tests.net import free_port
+from tests.postgres.cluster_helpers import fresh_database
+from tests.postgres.pg_server import Server
 
 WEBHOOK_SECRET = "T000/B000/e2e-webhook-secret"
 
@@ -53,6 +58,10 @@ class Daemon:
         await wait_for(self.ready, "daemon ready")
 
     async def ready(self) -> bool:
+        assert self.process is not None
+        if self.process.returncode is not None:
+            _, stderr = await self.process.communicate()
+            raise AssertionError(f"the daemon exited {self.process.returncode}: {stderr.decode()[-2000:]}")
         try:
             async with aiohttp.ClientSession() as session, session.get(self.url("/readyz")) as response:
                 return response.status == 200
@@ -77,8 +86,22 @@ async def wait_for(condition, what: str, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+async def state(request: pytest.FixtureRequest, pg_server: Server) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """The `[monitor]` lines that put the state in the store under test, and their environment."""
+    if request.param == "sqlite":
+        yield 'state_path = "state/monitor.db"', {}
+        return
+    async with AsyncExitStack() as stack:
+        dsn = await stack.enter_async_context(fresh_database(pg_server, migrated=False))
+        yield 'state_dsn_env = "E2E_STATE_DSN"', {"E2E_STATE_DSN": dsn}
+
+
 @pytest.fixture
-async def setup(tmp_path: Path, serve) -> AsyncIterator[tuple[Target, Receiver, Daemon]]:
+async def setup(
+    tmp_path: Path, serve, state: tuple[str, dict[str, str]]
+) -> AsyncIterator[tuple[Target, Receiver, Daemon]]:
+    store_lines, store_env = state
     target, slack = Target(), Receiver()
     target_server = await serve(target.app())
     slack_server = await serve(slack.app())
@@ -87,7 +110,7 @@ async def setup(tmp_path: Path, serve) -> AsyncIterator[tuple[Target, Receiver, 
     config.write_text(f"""
 [monitor]
 name = "e2e"
-state_path = "state/monitor.db"
+{store_lines}
 incident_log = "incidents.log"
 
 [server]
@@ -110,6 +133,7 @@ webhook_url_env = "E2E_SLACK_WEBHOOK"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")},
         "E2E_SLACK_WEBHOOK": f"http://127.0.0.1:{slack_server.port}/hook?token={WEBHOOK_SECRET}",
+        **store_env,
     }
     daemon = Daemon(config, env, port)
     yield target, slack, daemon
