@@ -12,7 +12,6 @@ import pytest
 from monitor.history.pg_schema import HISTORY_TABLES
 from monitor.history.pg_store import PostgresHistoryStore
 from monitor.history.store import HistoryStore, SqliteHistoryStore
-from tests.postgres.conftest import pg_server  # noqa: F401 - the session's PostgreSQL, for these tests too
 from tests.postgres.pg_server import Server
 
 STORES = ["sqlite", "postgres"]
