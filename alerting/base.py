@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,9 @@ from monitor.plugin import (
     register_secret,
     scrub,
 )
+
+if TYPE_CHECKING:
+    from alerting.slack.threads import ThreadStore
 
 __all__ = [
     "Clock", "DeliveryError", "Duration", "Incident", "Notification", "NotificationKind", "SecretEnv", "Severity",
@@ -87,8 +90,8 @@ class SinkConfig(BaseModel):
 class SinkContext:
     http: aiohttp.ClientSession
     clock: Clock
-    state_path: str | None = None
-    """The state file, for a sink that keeps its own state beside the incidents (Slack's threads)."""
+    slack_threads: "ThreadStore | None" = None
+    """Where Slack app-mode sinks keep each incident's thread, beside the incidents (None: in memory)."""
 
 
 class DeliveryError(Exception):

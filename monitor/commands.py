@@ -8,7 +8,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,7 +21,6 @@ from rich.table import Table
 from alerting.base import SinkContext
 from checks.base import CheckContext
 from checks.heartbeat.config import HeartbeatConfig
-from checks.heartbeat.pings import SqlitePingLedger
 from monitor import event_loop, logs, registry
 from monitor.clock import SystemClock
 from monitor.config import Config, load_config
@@ -34,6 +33,7 @@ from monitor.pipeline import Pipeline
 from monitor.postmortem import render_postmortem
 from monitor.runner import RunResult, run_check
 from monitor.schema import config_json_schema
+from monitor.side_stores import open_side_stores, side_stores_of
 from monitor.store import Delivery, Silence, StateStore, StoreError, StoreUnavailable
 from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
@@ -97,7 +97,10 @@ def once(args: argparse.Namespace) -> int:
     if unknown:
         raise CommandError(f"no check named {', '.join(unknown)} in {config.path} (known: {', '.join(config.checks)})")
     names = args.check or list(config.checks)
-    results = asyncio.run(_run_once(config, names))
+    try:
+        results = asyncio.run(_run_once(config, names))
+    except (StoreError, StoreUnavailable) as exc:  # the heartbeat checks' pings cannot be read
+        raise CommandError(str(exc)) from None
     if args.notify:
         try:
             asyncio.run(_notify_once(config, results))
@@ -114,10 +117,11 @@ def once(args: argparse.Namespace) -> int:
 async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
     clock = SystemClock()
     slots = asyncio.Semaphore(config.monitor.concurrency)
-    # Heartbeat checks judge the pings the daemon kept in the state file.
+    # Heartbeat checks judge the pings the daemon kept in the state store.
     wants_pings = any(isinstance(config.checks[name], HeartbeatConfig) for name in names)
-    ledger = SqlitePingLedger(config.monitor.state_path) if wants_pings else None
-    async with http_session(config.monitor.concurrency) as http:
+    async with AsyncExitStack() as stack:
+        ledger = (await stack.enter_async_context(side_stores_of(config.monitor))).pings if wants_pings else None
+        http = await stack.enter_async_context(http_session(config.monitor.concurrency))
         context = CheckContext(http, clock, MonitorMetrics(), ledger)
 
         async def run_one(name: str) -> RunResult:
@@ -130,11 +134,7 @@ async def _run_once(config: Config, names: list[str]) -> list[RunResult]:
                 finally:
                     await check.aclose()
 
-        try:
-            return list(await asyncio.gather(*(run_one(name) for name in names)))
-        finally:
-            if ledger is not None:
-                ledger.close()
+        return list(await asyncio.gather(*(run_one(name) for name in names)))
 
 
 async def _notify_once(config: Config, results: list[RunResult]) -> None:
@@ -149,10 +149,14 @@ async def _notify_once(config: Config, results: list[RunResult]) -> None:
     )
     clock = SystemClock()
     metrics = MonitorMetrics()
-    store = GuardedStore(await open_state_store(config.monitor), metrics, clock)
+    state_store = await open_state_store(config.monitor)
+    store = GuardedStore(state_store, metrics, clock)
     try:
-        async with http_session(config.monitor.concurrency) as http:
-            context = SinkContext(http, clock, config.monitor.state_path)
+        async with AsyncExitStack() as stack:
+            side = await open_side_stores(config.monitor, state_store)
+            stack.push_async_callback(side.close)
+            http = await stack.enter_async_context(http_session(config.monitor.concurrency))
+            context = SinkContext(http, clock, side.threads)
             sinks = {name: registry.create_sink(name, sink, context) for name, sink in config.sinks.items()}
             pipeline = await Pipeline.open(one_shot, store, sinks, metrics, clock, http)
             await pipeline.announce_unannounced()
@@ -378,7 +382,6 @@ def action(args: argparse.Namespace) -> int:
 
 def cluster(args: argparse.Namespace) -> int:
     from monitor.cluster.command import print_cluster, read_cluster
-    from monitor.migrations import SchemaTooNew
 
     config = _operator_config(args)
     path = Path(config.monitor.state_path)
@@ -386,8 +389,8 @@ def cluster(args: argparse.Namespace) -> int:
         raise CommandError(f"no state store at {path}: is the daemon running with this config?")
     now = datetime.now(UTC)
     try:
-        view = read_cluster(config, now)
-    except (sqlite3.Error, SchemaTooNew) as exc:
+        view = asyncio.run(read_cluster(config, now))
+    except (StoreError, StoreUnavailable) as exc:
         raise CommandError(f"cannot read the state store {path}: {exc}") from None
     return print_cluster(view, args.format, now)
 

@@ -14,12 +14,12 @@ from pydantic import BaseModel, SecretStr
 from alerting.base import Sink, SinkContext
 from alerting.messages import use_templates_dir
 from checks.base import Check, CheckContext
-from checks.heartbeat.pings import SqlitePingLedger
+from checks.heartbeat.pings import PingLedger
 from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
 from monitor.cluster.metrics import ClusterMetrics
-from monitor.cluster.single import SingleProcess
+from monitor.cluster.single import SingleProcess, SqliteMembership
 from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
@@ -35,6 +35,7 @@ from monitor.scheduler import MAX_START_SPREAD_SECONDS, Scheduler
 from monitor.scrub import register_secret
 from monitor.secrets import EnvSecret
 from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
+from monitor.side_stores import SideStores, open_side_stores
 from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
@@ -101,6 +102,8 @@ class Daemon:
 
     # The server reads these.
     store: GuardedStore
+    side: SideStores
+    heartbeats: PingLedger
     scheduler: Scheduler
 
     def heartbeat_age(self) -> float:
@@ -140,12 +143,14 @@ class Daemon:
         async with AsyncExitStack() as stack:
             stack.callback(self._stopped)
             path = self.config.monitor.state_path
-            self.store = GuardedStore(await open_state_store(self.config.monitor), self.metrics, self.clock)
+            state_store = await open_state_store(self.config.monitor)
+            self.store = GuardedStore(state_store, self.metrics, self.clock)
             stack.push_async_callback(self.store.close)
+            self.side = await open_side_stores(self.config.monitor, state_store)
+            stack.push_async_callback(self.side.close)
             self.http = http_session(self.config.monitor.concurrency)
             stack.push_async_callback(self.http.close)
-            self.heartbeats = SqlitePingLedger(path)
-            stack.callback(self.heartbeats.close)
+            self.heartbeats = self.side.pings
             self.history = History(SqliteHistoryStore(path), self.clock, self._holds, self.metrics.checks.set_uptime)
             stack.callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
@@ -154,13 +159,14 @@ class Daemon:
             stack.push_async_callback(self._close_pipeline)
             self.incidents = self.pipeline.incidents
             self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
-            self.context = ContextService(self.config, self.pipeline, self.http, self.clock)
+            self.context = ContextService(self.config, self.pipeline, self.http, self.clock, self.side.journal)
             stack.push_async_callback(self.context.close)
             self.pipeline.route = self.context.route
             await self.pipeline.announce_unannounced()
             self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
             cluster_metrics = ClusterMetrics(self.metrics.shared)
-            self.cluster = SingleProcess(self.config.monitor.node_name, path, self.clock, cluster_metrics)
+            membership = self.side.membership if isinstance(self.side.membership, SqliteMembership) else None
+            self.cluster = SingleProcess(self.config.monitor.node_name, membership, self.clock, cluster_metrics)
             stack.push_async_callback(self.cluster.aclose)
             app = build_app(self)
             add_context_routes(app, self)
@@ -282,7 +288,7 @@ class Daemon:
 
     def _build_sinks(self, config: Config, keep: dict[str, Sink] | None = None) -> dict[str, Sink]:
         keep = keep or {}
-        context = SinkContext(self.http, self.clock, self.config.monitor.state_path)
+        context = SinkContext(self.http, self.clock, self.side.threads)
         return {
             name: keep.get(name) or registry.create_sink(name, sink_config, context)
             for name, sink_config in config.sinks.items()

@@ -7,7 +7,6 @@ The body is the run's log: its last BODY_LIMIT bytes are kept, scrubbed of secre
 """
 
 import hmac
-import sqlite3
 from typing import Protocol
 
 import structlog
@@ -18,6 +17,7 @@ from checks.heartbeat.pings import BODY_LIMIT, Ping, PingKind, PingLedger
 from monitor.clock import Clock
 from monitor.config import Config
 from monitor.scrub import scrub
+from monitor.store import StoreUnavailable
 
 log = structlog.get_logger("monitor.ping_api")
 
@@ -51,10 +51,10 @@ def add_ping_routes(app: web.Application, daemon: PingView) -> None:
         ping = Ping(name, daemon.clock.now(), kind, exit_status, rid[:RID_LIMIT] if rid else None, scrub(body))
         try:
             await daemon.heartbeats.record(ping)
-        except (sqlite3.Error, OSError) as exc:
+        except StoreUnavailable as exc:
             # 503: `curl --retry` and `health-monitor ping` callers try again.
-            log.error("heartbeat.ping_not_recorded", check=name, error=f"{type(exc).__name__}: {exc}")
-            return _error(503, f"the state file cannot record the ping right now: {type(exc).__name__}: {exc}")
+            log.error("heartbeat.ping_not_recorded", check=name, error=str(exc))
+            return _error(503, f"the state store cannot record the ping right now: {exc}")
         return web.Response(text="OK\n")
 
     for path in ("/ping/{check}", "/ping/{check}/{action}"):
@@ -80,7 +80,8 @@ def _token_matches(request: web.Request, token: str) -> bool:
 
 
 async def _log_tail(request: web.Request) -> str | None:
-    """The body's last BODY_LIMIT bytes as text; None when it is longer than BODY_READ_LIMIT."""
+    """The body's last BODY_LIMIT bytes as text (undecodable bytes and NUL as U+FFFD); None when
+    it is longer than BODY_READ_LIMIT."""
     kept = bytearray()
     total = 0
     async for chunk in request.content.iter_chunked(64 * 1024):
@@ -90,7 +91,7 @@ async def _log_tail(request: web.Request) -> str | None:
         kept += chunk
         if len(kept) > BODY_LIMIT:
             del kept[: len(kept) - BODY_LIMIT]
-    return kept.decode("utf-8", errors="replace")
+    return kept.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
 
 
 def _error(status: int, text: str) -> web.Response:

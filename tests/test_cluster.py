@@ -19,6 +19,7 @@ from monitor.cluster.model import Term
 from monitor.cluster.single import SqliteMembership
 from monitor.cluster.supervisor import RoleSupervisor
 from monitor.config import ConfigError, load_config
+from monitor.sqlite_thread import SqliteThread
 from tests.fakes import START, FakeClock, settle
 from tests.net import free_port, running_daemon
 
@@ -208,13 +209,16 @@ async def test_a_sqlite_daemon_is_the_leader_and_health_monitor_cluster_shows_it
     assert capsys.readouterr().out.startswith("no replica leads now")
 
 
-def test_a_process_killed_without_leaving_is_listed_for_a_minute_and_forgotten_after_a_day(tmp_path: Path) -> None:
-    membership = SqliteMembership(tmp_path / "state.db")
-    membership.seen("killed-41", START, START)
-    assert [member.node for member in membership.view(START + timedelta(seconds=59)).members] == ["killed-41"]
-    assert membership.view(START + timedelta(seconds=61)).leader is None
+async def test_a_process_killed_without_leaving_is_listed_for_a_minute_and_forgotten_after_a_day(
+    tmp_path: Path,
+) -> None:
+    file = await SqliteThread.open(tmp_path / "state.db")
+    membership = SqliteMembership(file)
+    await membership.seen("killed-41", START, START)
+    assert [member.node for member in (await membership.view(START + timedelta(seconds=59))).members] == ["killed-41"]
+    assert (await membership.view(START + timedelta(seconds=61))).leader is None
 
     later = START + timedelta(days=1, seconds=1)
-    membership.seen("solo-42", later, later)
-    assert [member.node for member in membership.view(later, seen_within=1e9).members] == ["solo-42"]
-    membership.close()
+    await membership.seen("solo-42", later, later)
+    assert [member.node for member in (await membership.view(later, seen_within=1e9)).members] == ["solo-42"]
+    await file.close()

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from monitor.context.journal import Journal
+from monitor.context.changes import Change
+from monitor.context.journal import ActionRecord, SqliteJournal
 from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.sqlite_store import SqliteStore
+from monitor.sqlite_thread import SqliteThread
 from monitor.store import StateChange
 from tests.store_contract.rows import incident
 
@@ -44,6 +46,15 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+async def journal_rows(path: Path) -> tuple[list[Change], list[ActionRecord]]:
+    file = await SqliteThread.open(path)
+    try:
+        journal = SqliteJournal(file)
+        return await journal.changes(datetime(2026, 11, 1, tzinfo=UTC)), await journal.unapplied_actions()
+    finally:
+        await file.close()
+
+
 async def test_a_file_of_the_previous_release_is_upgraded_in_place_with_everything_kept(old_file: Path) -> None:
     store = await SqliteStore.open(old_file)
     try:
@@ -68,11 +79,9 @@ async def test_a_file_of_the_previous_release_is_upgraded_in_place_with_everythi
         assert [i.id for i in await store.open_incidents()] == [1, 3]
     finally:
         await store.close()
-    with Journal(old_file) as journal:
-        [change] = journal.changes(datetime(2026, 11, 1, tzinfo=UTC))
-        assert (change.deployment_id, change.commit_hash) == ("dep-1", "abc1234")
-        [action] = journal.unapplied_actions()
-        assert (action.incident_id, action.text) == (1, "restarted api")
+    [change], [action] = await journal_rows(old_file)
+    assert (change.deployment_id, change.commit_hash) == ("dep-1", "abc1234")
+    assert (action.incident_id, action.text) == (1, "restarted api")
     again = await SqliteStore.open(old_file)
     assert again.migrated == []
     await again.close()

@@ -19,7 +19,7 @@ import structlog
 from alerting.base import DeliveryError, Incident, Notification, NotificationKind, SecretEnv, Severity, SinkContext
 from alerting.slack.cockpit import parent_message, thread_reply
 from alerting.slack.message import build_payload
-from alerting.slack.threads import MemoryThreads, SlackThread, SqliteThreads, ThreadStore
+from alerting.slack.threads import MemoryThreads, SlackThread, ThreadStore
 from alerting.slack.web_api import SlackWebApi
 
 log = structlog.get_logger("alerting.slack")
@@ -34,7 +34,7 @@ class SlackApp:
         self.buttons = buttons
         self.clock = context.clock
         self.api = SlackWebApi(context.http, api_url, token, timeout, context.clock)
-        self.threads: ThreadStore = SqliteThreads(context.state_path) if context.state_path else MemoryThreads()
+        self.threads: ThreadStore = context.slack_threads or MemoryThreads()
 
     async def send(self, notification: Notification) -> None:
         if notification.kind is NotificationKind.GROUPED or notification.group:

@@ -1,18 +1,19 @@
 """Where each incident's Slack thread is: the parent message's channel and `ts`, per sink.
 
-Kept in the state file (table `slack_threads`, created by its migrations, pruned with its
-incident), so that the replies of an incident that opened before a restart still land in its
-thread. `ThreadStore` is the whole interface app mode needs; `SqliteThreads` implements it on
-the state file and `MemoryThreads` where a sink is built without one."""
+Kept in the state store (table `slack_threads`, pruned with its incident), so that the replies
+of an incident that opened before a restart, or on another replica, still land in its thread.
+`ThreadStore` is the whole interface app mode needs; `SqliteThreads` implements it on the state
+file (migration 3), `PostgresThreads` on PostgreSQL (`monitor.pg_side_schema`), and
+`MemoryThreads` where a sink is built without a store. A store that cannot answer raises
+StoreUnavailable: the delivery fails and is retried."""
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
-from monitor.migrations import apply_migrations
+import asyncpg
+
+from monitor.pg_calls import pooled
+from monitor.sqlite_thread import SqliteThread
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,35 +32,40 @@ class ThreadStore(Protocol):
 
 
 class SqliteThreads:
-    """One short connection per call: notifications are rare, and a sink replaced by a reload
-    or closed at shutdown (while a click is still being answered) holds nothing open."""
-
-    def __init__(self, path: str | Path) -> None:
-        self._path = path
-        with self._connect() as db:
-            apply_migrations(db)  # the table is the state file's (migration 3), migrated with the others
+    def __init__(self, file: SqliteThread) -> None:
+        self._file = file
 
     async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
-        with self._connect() as db:
-            row = db.execute(
-                "SELECT channel, ts FROM slack_threads WHERE sink = ? AND incident_id = ?", (sink, incident_id)
-            ).fetchone()
+        row = await self._file.run(lambda db: db.execute(
+            "SELECT channel, ts FROM slack_threads WHERE sink = ? AND incident_id = ?", (sink, incident_id)
+        ).fetchone())
         return SlackThread(row[0], row[1]) if row else None
 
     async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
-        with self._connect() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO slack_threads (sink, incident_id, channel, ts) VALUES (?, ?, ?, ?)",
-                (sink, incident_id, thread.channel, thread.ts),
-            )
+        await self._file.run(lambda db: db.execute(
+            "INSERT OR REPLACE INTO slack_threads (sink, incident_id, channel, ts) VALUES (?, ?, ?, ?)",
+            (sink, incident_id, thread.channel, thread.ts),
+        ))
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self._path, isolation_level=None, timeout=5.0)
-        try:
-            yield db
-        finally:
-            db.close()
+
+class PostgresThreads:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def thread(self, sink: str, incident_id: int) -> SlackThread | None:
+        async with pooled(self._pool) as db:
+            row = await db.fetchrow(
+                "SELECT channel, ts FROM slack_threads WHERE sink = $1 AND incident_id = $2", sink, incident_id
+            )
+        return SlackThread(row["channel"], row["ts"]) if row else None
+
+    async def remember(self, sink: str, incident_id: int, thread: SlackThread) -> None:
+        async with pooled(self._pool) as db:
+            await db.execute(
+                "INSERT INTO slack_threads (sink, incident_id, channel, ts) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (sink, incident_id) DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
+                sink, incident_id, thread.channel, thread.ts,
+            )
 
 
 class MemoryThreads:

@@ -1,23 +1,27 @@
 """What a heartbeat check is told: one ping, and the ledger that keeps them.
 
 `PingLedger` is the persistence interface of heartbeat checks; `SqlitePingLedger` keeps them in
-the state file's tables of migration 3, so pings and their logs survive a restart:
+the state file's tables of migration 5, `PostgresPingLedger` in PostgreSQL's
+(`monitor.pg_side_schema`), so pings and their logs survive a restart:
 
 - `watch(check, since)` remembers when a check was first watched (kept if already known): a
   check that never pinged is missed one period (or slot) after that, even across restarts;
 - `record(ping)` keeps one ping (and forgets that check's pings beyond PINGS_KEPT);
 - `recent(check)` the check's kept pings, oldest first, and when it was first watched.
+
+Each raises StoreUnavailable when the store cannot answer now.
 """
 
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
 from typing import Protocol
 
-from monitor.migrations import apply_migrations
+import asyncpg
+
+from monitor.pg_calls import pooled
+from monitor.sqlite_thread import SqliteThread
 
 PINGS_KEPT = 50
 """Pings kept per check: enough to pair starts and ends and show the last runs' logs."""
@@ -39,7 +43,8 @@ class Ping:
     exit_status: int | None = None
     rid: str | None = None
     body: str = ""
-    """The run's log, scrubbed of secrets, at most BODY_LIMIT bytes."""
+    """The run's log, scrubbed of secrets, at most BODY_LIMIT bytes, without NUL (PostgreSQL's
+    text cannot hold it)."""
 
     @property
     def ends_run(self) -> bool:
@@ -68,50 +73,45 @@ class PingLedger(Protocol):
 
 class SqlitePingLedger:
     """Pings in the state file, with each check's recent ones cached in memory (a heartbeat
-    check reads them on every run; only a ping writes)."""
+    check reads them on every run; only the daemon's own ping endpoint writes them)."""
 
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0, check_same_thread=False)
-        apply_migrations(self._db)  # its tables are the state file's (migration 3)
-        self._lock = threading.Lock()
+    def __init__(self, file: SqliteThread) -> None:
+        self._file = file
         self._cache: dict[str, CheckPings] = {}
 
     async def watch(self, check: str, since: datetime) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO heartbeat_watch (check_name, since) VALUES (?, ?)", (check, since.isoformat())
-            )
-            self._cache.pop(check, None)
+        await self._file.run(lambda db: db.execute(
+            "INSERT OR IGNORE INTO heartbeat_watch (check_name, since) VALUES (?, ?)", (check, since.isoformat())
+        ))
+        self._cache.pop(check, None)
 
     async def record(self, ping: Ping) -> None:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT INTO heartbeat_pings (check_name, at, kind, exit_status, rid, body)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (ping.check, ping.at.isoformat(), ping.kind.value, ping.exit_status, ping.rid, ping.body),
-                )
-                self._db.execute(
-                    "DELETE FROM heartbeat_pings WHERE check_name = ? AND seq <= "
-                    "(SELECT seq FROM heartbeat_pings WHERE check_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (ping.check, ping.check, PINGS_KEPT),
-                )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        def record(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO heartbeat_pings (check_name, at, kind, exit_status, rid, body) VALUES (?, ?, ?, ?, ?, ?)",
+                (ping.check, ping.at.isoformat(), ping.kind.value, ping.exit_status, ping.rid, ping.body),
+            )
+            db.execute(
+                "DELETE FROM heartbeat_pings WHERE check_name = ? AND seq <= "
+                "(SELECT seq FROM heartbeat_pings WHERE check_name = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                (ping.check, ping.check, PINGS_KEPT),
+            )
+
+        try:
+            await self._file.transaction(record)
+        finally:
             self._cache.pop(ping.check, None)
 
     async def recent(self, check: str) -> CheckPings | None:
-        with self._lock:
-            cached = self._cache.get(check)
-            if cached is not None:
-                return cached
-            since = self._db.execute("SELECT since FROM heartbeat_watch WHERE check_name = ?", (check,)).fetchone()
+        cached = self._cache.get(check)
+        if cached is not None:
+            return cached
+
+        def read(db: sqlite3.Connection) -> CheckPings | None:
+            since = db.execute("SELECT since FROM heartbeat_watch WHERE check_name = ?", (check,)).fetchone()
             if since is None:
                 return None
-            rows = self._db.execute(
+            rows = db.execute(
                 "SELECT at, kind, exit_status, rid, body FROM heartbeat_pings WHERE check_name = ? ORDER BY seq",
                 (check,),
             ).fetchall()
@@ -119,11 +119,66 @@ class SqlitePingLedger:
                 Ping(check, _moment(at), PingKind(kind), exit_status, rid, body)
                 for at, kind, exit_status, rid, body in rows
             )
-            self._cache[check] = found = CheckPings(_moment(since[0]), pings)
-            return found
+            return CheckPings(_moment(since[0]), pings)
 
-    def close(self) -> None:
-        self._db.close()
+        found = await self._file.run(read)
+        if found is not None:
+            self._cache[check] = found
+        return found
+
+
+class PostgresPingLedger:
+    """Pings in PostgreSQL, where any replica may receive one: a read asks for the seqs of the
+    check's kept pings (an index-only scan) and fetches only those it has not cached."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self._cache: dict[str, tuple[datetime, dict[int, Ping]]] = {}
+
+    async def watch(self, check: str, since: datetime) -> None:
+        async with pooled(self._pool) as db:
+            await db.execute(
+                "INSERT INTO heartbeat_watch (check_name, since) VALUES ($1, $2) ON CONFLICT (check_name) DO NOTHING",
+                check, since,
+            )
+
+    async def record(self, ping: Ping) -> None:
+        async with pooled(self._pool) as db, db.transaction():
+            await db.execute(
+                "INSERT INTO heartbeat_pings (check_name, at, kind, exit_status, rid, body)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
+                ping.check, ping.at, ping.kind.value, ping.exit_status, ping.rid, ping.body,
+            )
+            await db.execute(
+                "DELETE FROM heartbeat_pings WHERE check_name = $1 AND seq <= "
+                "(SELECT seq FROM heartbeat_pings WHERE check_name = $1 ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+                ping.check, PINGS_KEPT,
+            )
+
+    async def recent(self, check: str) -> CheckPings | None:
+        async with pooled(self._pool) as db:
+            cached = self._cache.get(check)
+            if cached is None:
+                since = await db.fetchval("SELECT since FROM heartbeat_watch WHERE check_name = $1", check)
+                if since is None:
+                    return None
+                cached = self._cache[check] = (since, {})
+            since, known = cached
+            seqs = [row["seq"] for row in await db.fetch(
+                "SELECT seq FROM heartbeat_pings WHERE check_name = $1 ORDER BY seq", check
+            )]
+            missing = [seq for seq in seqs if seq not in known]
+            if missing:
+                rows = await db.fetch(
+                    "SELECT seq, at, kind, exit_status, rid, body FROM heartbeat_pings WHERE seq = ANY($1::bigint[])",
+                    missing,
+                )
+                for row in rows:
+                    known[row["seq"]] = Ping(check, row["at"], PingKind(row["kind"]), row["exit_status"], row["rid"],
+                                             row["body"])
+        kept = {seq: known[seq] for seq in seqs if seq in known}  # one pruned meanwhile is gone
+        self._cache[check] = (since, kept)
+        return CheckPings(since, tuple(kept.values()))
 
 
 def _moment(text: str) -> datetime:

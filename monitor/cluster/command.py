@@ -3,21 +3,17 @@ the daemon is down: the same view as `GET /api/cluster`."""
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 from monitor.cluster.model import ClusterView
-from monitor.cluster.single import SqliteMembership
 from monitor.cluster.view import render_text
 from monitor.config import Config
+from monitor.side_stores import side_stores_of
 
 
-def read_cluster(config: Config, now: datetime) -> ClusterView:
-    """Raises sqlite3.Error when the state store cannot be read."""
-    membership = SqliteMembership(Path(config.monitor.state_path))
-    try:
-        return membership.view(now)
-    finally:
-        membership.close()
+async def read_cluster(config: Config, now: datetime) -> ClusterView:
+    """Raises StoreError or StoreUnavailable when the state store cannot be read."""
+    async with side_stores_of(config.monitor) as side:
+        return await side.membership.view(now)
 
 
 def print_cluster(view: ClusterView, output_format: str, now: datetime | None = None) -> int:

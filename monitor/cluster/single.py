@@ -1,11 +1,11 @@
 """A SQLite setup: one process, always the leader (epoch 0, no election). Its membership row
 lives in the state file's `cluster_members` table (migration 4 of monitor/migrations.py), so
-that `health-monitor cluster` can show it as it shows replicas on PostgreSQL."""
+that `health-monitor cluster` can show it as it shows replicas on PostgreSQL (where the
+elector writes the rows and `monitor.cluster.view.PostgresMembership` reads them)."""
 
 import asyncio
 import sqlite3
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import structlog
 
@@ -13,7 +13,8 @@ from monitor.clock import Clock
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import ClusterView, Member, Role
 from monitor.cluster.view import SEEN_WITHIN
-from monitor.migrations import apply_migrations
+from monitor.sqlite_thread import SqliteThread
+from monitor.store import StoreUnavailable
 
 log = structlog.get_logger("monitor.cluster")
 
@@ -22,27 +23,29 @@ FORGET_AFTER = timedelta(days=1)
 
 
 class SqliteMembership:
-    def __init__(self, path: str | Path) -> None:
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=5.0)
-        apply_migrations(self._db)  # the table is migration 4 of the state file
+    def __init__(self, file: SqliteThread) -> None:
+        self._file = file
 
-    def seen(self, node: str, started_at: datetime, now: datetime) -> None:
-        # A process killed without leaving (its default node name has a pid in it) is forgotten a day later.
-        self._db.execute("DELETE FROM cluster_members WHERE last_seen < ?", (_stamp(now - FORGET_AFTER),))
-        self._db.execute(
-            "INSERT INTO cluster_members (node, started_at, last_seen, role, epoch) VALUES (?, ?, ?, ?, 0) "
-            "ON CONFLICT (node) DO UPDATE SET started_at = excluded.started_at, last_seen = excluded.last_seen",
-            (node, _stamp(started_at), _stamp(now), Role.LEADER.value),
-        )
+    async def seen(self, node: str, started_at: datetime, now: datetime) -> None:
+        def seen(db: sqlite3.Connection) -> None:
+            # A process killed without leaving (its default node name has a pid in it) is forgotten a day later.
+            db.execute("DELETE FROM cluster_members WHERE last_seen < ?", (_stamp(now - FORGET_AFTER),))
+            db.execute(
+                "INSERT INTO cluster_members (node, started_at, last_seen, role, epoch) VALUES (?, ?, ?, ?, 0) "
+                "ON CONFLICT (node) DO UPDATE SET started_at = excluded.started_at, last_seen = excluded.last_seen",
+                (node, _stamp(started_at), _stamp(now), Role.LEADER.value),
+            )
 
-    def leave(self, node: str) -> None:
-        self._db.execute("DELETE FROM cluster_members WHERE node = ?", (node,))
+        await self._file.transaction(seen)
 
-    def view(self, now: datetime, seen_within: float = SEEN_WITHIN) -> ClusterView:
-        rows = self._db.execute(
+    async def leave(self, node: str) -> None:
+        await self._file.run(lambda db: db.execute("DELETE FROM cluster_members WHERE node = ?", (node,)))
+
+    async def view(self, now: datetime, seen_within: float = SEEN_WITHIN) -> ClusterView:
+        rows = await self._file.run(lambda db: db.execute(
             "SELECT node, started_at, last_seen FROM cluster_members WHERE last_seen >= ? ORDER BY node",
             (_stamp(now - timedelta(seconds=seen_within)),),
-        ).fetchall()
+        ).fetchall())
         members = tuple(
             Member(node, Role.LEADER, 0, _parse(started), _parse(last_seen)) for node, started, last_seen in rows
         )
@@ -55,16 +58,17 @@ class SqliteMembership:
             members=members,
         )
 
-    def close(self) -> None:
-        self._db.close()
-
 
 class SingleProcess:
-    """The daemon's cluster on SQLite: leader from start to stop."""
+    """A daemon that leads from start to stop: on SQLite, its membership row in the state file;
+    without `membership` (a state store on PostgreSQL, until its replicas elect a leader) it
+    writes no row and tells `GET /api/cluster` about itself from memory."""
 
-    def __init__(self, node: str, state_path: str | Path, clock: Clock, metrics: ClusterMetrics) -> None:
+    def __init__(
+        self, node: str, membership: SqliteMembership | None, clock: Clock, metrics: ClusterMetrics
+    ) -> None:
         self.node = node
-        self._membership = SqliteMembership(state_path)
+        self._membership = membership
         self._clock = clock
         self._started_at = clock.now()
         self._metrics = metrics
@@ -76,23 +80,32 @@ class SingleProcess:
 
     def start(self) -> None:
         self._metrics.role_changed(True, 0)
-        self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster:membership")
+        if self._membership is not None:
+            self._heartbeat = asyncio.create_task(self._beat_forever(self._membership), name="cluster:membership")
 
     async def view(self) -> ClusterView:
-        return self._membership.view(self._clock.now())
+        now = self._clock.now()
+        if self._membership is not None:
+            return await self._membership.view(now)
+        me = Member(self.node, Role.LEADER, 0, self._started_at, now)
+        return ClusterView(mode="single", leader=self.node, epoch=0, since=self._started_at, members=(me,))
 
     async def aclose(self) -> None:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        self._membership.leave(self.node)
-        self._membership.close()
+        if self._membership is None:
+            return
+        try:
+            await self._membership.leave(self.node)
+        except StoreUnavailable as exc:
+            log.warning("cluster.membership_not_written", error=str(exc))
 
-    async def _beat_forever(self) -> None:
+    async def _beat_forever(self, membership: SqliteMembership) -> None:
         while True:
             try:
-                self._membership.seen(self.node, self._started_at, self._clock.now())
-            except sqlite3.Error as exc:
+                await membership.seen(self.node, self._started_at, self._clock.now())
+            except StoreUnavailable as exc:
                 log.warning("cluster.membership_not_written", error=str(exc))
             await self._clock.sleep_until(self._clock.monotonic() + HEARTBEAT_EVERY)
 

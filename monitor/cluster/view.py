@@ -1,14 +1,36 @@
 """Who is in the cluster: read from the lease and membership rows, rendered for a person."""
 
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
 from monitor.cluster import sql
 from monitor.cluster.model import ClusterView, Member, Role
+from monitor.pg_calls import pooled
 
 SEEN_WITHIN = 60.0
 """`GET /api/cluster` and `health-monitor cluster` list the replicas seen in the last minute."""
+
+
+class ClusterMembers(Protocol):
+    """Who is in the cluster, read from the state store: `monitor.cluster.single.SqliteMembership`
+    (one process on SQLite) or `PostgresMembership` (replicas on PostgreSQL)."""
+
+    async def view(self, now: datetime, seen_within: float = SEEN_WITHIN) -> ClusterView:
+        """The members seen within `seen_within` seconds of `now` (PostgreSQL: of its own clock)."""
+        ...
+
+
+class PostgresMembership:
+    """The rows the replicas' electors write (monitor.cluster.elector), read from any replica."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def view(self, now: datetime, seen_within: float = SEEN_WITHIN) -> ClusterView:
+        async with pooled(self._pool) as connection:
+            return await read_view(connection, seen_within)
 
 
 async def read_view(connection: asyncpg.Connection, seen_within: float = SEEN_WITHIN) -> ClusterView:

@@ -5,7 +5,6 @@ the `X-Webhook-Secret` header), `GET /api/changes`, and
 
 import hmac
 import json
-import sqlite3
 from datetime import timedelta
 from typing import Protocol
 
@@ -18,7 +17,7 @@ from monitor.context.changes import parse_railway_webhook
 from monitor.context.service import ContextService
 from monitor.durations import parse_duration
 from monitor.server import _authorize, _json_body, _lookup
-from monitor.store import StateStore
+from monitor.store import StateStore, StoreUnavailable
 
 WEBHOOK_SECRET_HEADER = "X-Webhook-Secret"
 DEFAULT_CHANGES_SINCE = "24h"
@@ -45,7 +44,7 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
             return _error(400, f"not a Railway deployment webhook: {exc}")
         try:
             noted = await daemon.context.record_change(change)
-        except sqlite3.Error as exc:
+        except StoreUnavailable as exc:
             return _error(503, f"the change could not be recorded: {exc}")
         return web.json_response({"recorded": change.as_json(), "noted_on_incidents": noted})
 
@@ -55,9 +54,12 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
             since = parse_duration(request.query.get("since", DEFAULT_CHANGES_SINCE))
         except ValueError as exc:
             return _error(400, f"since: {exc}")
-        changes = daemon.context.journal.changes(
-            daemon.clock.now() - timedelta(seconds=since), service_id=request.query.get("service")
-        )
+        try:
+            changes = await daemon.context.journal.changes(
+                daemon.clock.now() - timedelta(seconds=since), service_id=request.query.get("service")
+            )
+        except StoreUnavailable as exc:
+            return _error(503, f"the changes could not be read: {exc}")
         return web.json_response({"changes": [change.as_json() for change in changes]})
 
     @routes.post("/api/incidents/{id}/actions/{action}")
@@ -74,6 +76,8 @@ def add_context_routes(app: web.Application, daemon: ContextDaemonView) -> None:
             succeeded, text = await daemon.context.run_action(incident, action, to, by)
         except ActionError as exc:
             return _error(409, str(exc))
+        except StoreUnavailable as exc:
+            return _error(503, f"the action ran but could not be recorded on the incident: {exc}")
         return web.json_response({"ok": succeeded, "result": text}, status=200 if succeeded else 502)
 
     app.add_routes(routes)

@@ -1,7 +1,7 @@
 """What `health-monitor action` does (its arguments are in monitor/context/cli.py).
 
 The command talks to Railway itself, so that it works while the daemon is busy or down,
-and leaves what it did in the state file: the daemon (the one writer of incidents) puts it
+and leaves what it did in the state store: the daemon (the one writer of incidents) puts it
 on the incident's timeline and in incidents.log, as it does with `ack`."""
 
 import argparse
@@ -13,8 +13,9 @@ import aiohttp
 
 from monitor.config import Config
 from monitor.context import actions
-from monitor.context.journal import Journal
 from monitor.model import Incident
+from monitor.side_stores import side_stores_of
+from monitor.store import StoreError, StoreUnavailable
 
 
 def run_action(config: Config, incident: Incident, args: argparse.Namespace) -> int:
@@ -35,9 +36,12 @@ async def _act(config: Config, incident: Incident, args: argparse.Namespace) -> 
             print("nothing done")
             return 1
         succeeded, text = await actions.run(client, chosen, args.by)
-    with Journal(config.monitor.state_path) as journal:
-        journal.record_action(incident.id, datetime.now(UTC), args.by, text)
     print(text)
+    try:
+        async with side_stores_of(config.monitor) as side:
+            await side.journal.record_action(incident.id, datetime.now(UTC), args.by, text)
+    except (StoreError, StoreUnavailable) as exc:
+        return _fail(f"the action ran but could not be recorded on incident #{incident.id}: {exc}")
     print(f"recorded on incident #{incident.id}; the running daemon adds it to the timeline and incidents.log")
     return 0 if succeeded else 1
 

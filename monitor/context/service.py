@@ -7,7 +7,6 @@ Change events and remediation outcomes reach timelines through the incident mana
 daemon stays the one writer of incidents."""
 
 import asyncio
-import sqlite3
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from monitor.context.model import IncidentContext
 from monitor.context.render import timeline_text
 from monitor.incidents import IncidentEvent, IncidentEventKind
 from monitor.model import Incident, TimelineEvent
+from monitor.store import StoreUnavailable
 
 if TYPE_CHECKING:
     from monitor.pipeline import Pipeline
@@ -36,12 +36,14 @@ CHANGES_BEFORE_OPEN = timedelta(hours=1)
 
 
 class ContextService:
-    def __init__(self, config: Config, pipeline: "Pipeline", http: aiohttp.ClientSession, clock: Clock) -> None:
+    def __init__(
+        self, config: Config, pipeline: "Pipeline", http: aiohttp.ClientSession, clock: Clock, journal: Journal
+    ) -> None:
         self._pipeline = pipeline
         self._http = http
         self._clock = clock
         self._gatherer = ContextGatherer(config.settings.context, http, clock)
-        self.journal = Journal(config.monitor.state_path)
+        self.journal = journal
         self._waiting: dict[int, list[IncidentEvent]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -97,22 +99,23 @@ class ContextService:
     async def _attach(self, incident: Incident, context: IncidentContext) -> None:
         earlier = [
             TimelineEvent(at=change.at, kind="change", text=change.describe())
-            for change in self._changes_before(incident)
+            for change in await self._changes_before(incident)
         ]
         await self._pipeline.attach_context(incident.id, context, timeline_text(context), earlier)
 
-    def _changes_before(self, incident: Incident) -> list[Change]:
+    async def _changes_before(self, incident: Incident) -> list[Change]:
         entry = self.section.railway_for(incident.check)
         if entry is None:
             return []
         since = incident.opened_at - CHANGES_BEFORE_OPEN
-        return self.journal.changes(since, until=incident.opened_at, service_id=entry[1].service_id)
+        return await self.journal.changes(since, until=incident.opened_at, service_id=entry[1].service_id)
 
     # Change events
 
     async def record_change(self, change: Change) -> list[int]:
-        """Keep a change; note it on the open incidents of its service. The incident ids noted."""
-        first_seen = self.journal.record_change(change)
+        """Keep a change; note it on the open incidents of its service. The incident ids noted.
+        StoreUnavailable when the change could not be kept (nothing is noted then)."""
+        first_seen = await self.journal.record_change(change)
         if first_seen and change.status in STARTING_STATUSES:
             text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
         else:
@@ -133,18 +136,18 @@ class ContextService:
         client = actions.client_for(self.section, incident, self._http)
         chosen = await actions.plan(client, action, to)
         succeeded, text = await actions.run(client, chosen, by)
-        self.journal.record_action(incident.id, self._clock.now(), by, text)
+        await self.journal.record_action(incident.id, self._clock.now(), by, text)
         await self.apply_recorded_actions()
         return succeeded, text
 
     async def apply_recorded_actions(self) -> None:
         """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
-        A state file that cannot be read now is tried again at the next tick, and holds up nothing else."""
+        A state store that cannot be read now is tried again at the next tick, and holds up nothing else."""
         try:
-            for record in self.journal.unapplied_actions():
+            for record in await self.journal.unapplied_actions():
                 await self._pipeline.annotate(record.incident_id, "action", record.text, at=record.at)
-                self.journal.mark_action_applied(record.seq)
-        except sqlite3.Error as exc:
+                await self.journal.mark_action_applied(record.seq)
+        except StoreUnavailable as exc:
             log.warning("context.actions_not_applied", error=str(exc))
 
     async def close(self) -> None:
@@ -152,4 +155,3 @@ class ContextService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.journal.close()

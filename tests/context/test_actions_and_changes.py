@@ -3,6 +3,7 @@ ordering promise of the context hold: nothing about an incident overtakes its pa
 
 import asyncio
 import re
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,10 +14,12 @@ from yarl import URL
 from monitor.cli import main
 from monitor.context.actions import ActionError, choose
 from monitor.context.changes import Change, parse_railway_webhook
+from monitor.context.journal import SqliteJournal
 from monitor.context.railway.parse import parse_deployments
 from monitor.context.service import ContextService
 from monitor.model import Incident
 from monitor.sqlite_file import SqliteFile
+from monitor.sqlite_thread import SqliteThread
 from tests.context.helpers import RAILWAY_TOKEN, deployment, deployments_answer
 from tests.fakes import START, FakeClock
 from tests.incident_harness import DOWN, UP, Harness, http_check, write_config
@@ -25,6 +28,14 @@ from tests.net import wait_until
 from tests.store_seed import create_incident
 
 DEPLOYMENTS = parse_deployments(deployments_answer()["data"])
+
+
+@pytest.fixture
+async def state_file(tmp_path: Path) -> AsyncIterator[SqliteThread]:
+    """The harness's state file, for the context journal."""
+    file = await SqliteThread.open(tmp_path / "state.db")
+    yield file
+    await file.close()
 
 
 def test_restart_and_redeploy_act_on_the_running_deployment() -> None:
@@ -113,13 +124,17 @@ def test_a_railway_deployment_webhook_becomes_one_change() -> None:
 
 
 async def test_events_of_an_incident_wait_behind_its_page_while_context_is_gathered(
-    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, http_session: aiohttp.ClientSession
+    tmp_path: Path,
+    fake_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    http_session: aiohttp.ClientSession,
+    state_file: SqliteThread,
 ) -> None:
     monkeypatch.setenv("SENTRY_TOKEN", "sentry-token-123456")
     sentry = '[context.sentry]\ntoken_env = "SENTRY_TOKEN"\norganization = "acme"\nproject_id = 1\n'
     check = http_check("api", failure_threshold="1", success_threshold="1")
     harness = await Harness.open(write_config(tmp_path, check, extra=sentry, sinks=("oncall",)), fake_clock)
-    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock)
+    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
     harness.pipeline.route = hold.route
 
     async def hang(*_: object, **__: object) -> None:
@@ -143,14 +158,18 @@ async def test_events_of_an_incident_wait_behind_its_page_while_context_is_gathe
 
 
 async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
-    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, http_session: aiohttp.ClientSession
+    tmp_path: Path,
+    fake_clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    http_session: aiohttp.ClientSession,
+    state_file: SqliteThread,
 ) -> None:
     monkeypatch.setenv("RAILWAY_TOKEN", RAILWAY_TOKEN)
     railway = ('[context.railway]\ntoken_env = "RAILWAY_TOKEN"\nproject_id = "p"\nenvironment_id = "e"\n'
                'service_id = "s-web"\nstatus_url = ""\n')
     check = http_check("api", failure_threshold="1")
     harness = await Harness.open(write_config(tmp_path, check, extra=railway, sinks=("oncall",)), fake_clock)
-    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock)
+    hold = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
     harness.pipeline.route = hold.route
     for minutes, deployment_id, service in ((90, "d-0", "s-web"), (10, "d-3", "s-web"), (5, "w-1", "s-worker")):
         await hold.record_change(Change(at=START - timedelta(minutes=minutes), service_id=service,
@@ -173,10 +192,10 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
 
 
 async def test_a_state_file_that_cannot_be_read_holds_up_no_tick(
-    tmp_path: Path, fake_clock: FakeClock, http_session: aiohttp.ClientSession
+    tmp_path: Path, fake_clock: FakeClock, http_session: aiohttp.ClientSession, state_file: SqliteThread
 ) -> None:
     harness = await Harness.open(write_config(tmp_path, http_check("api"), sinks=("oncall",)), fake_clock)
-    service = ContextService(harness.config, harness.pipeline, http_session, fake_clock)
-    service.journal.close()
+    service = ContextService(harness.config, harness.pipeline, http_session, fake_clock, SqliteJournal(state_file))
+    await state_file.close()
     await service.apply_recorded_actions()  # logged, not raised: the daemon's tick goes on to escalations
     await harness.close()

@@ -20,6 +20,7 @@ from monitor.cli import main
 from monitor.daemon import Daemon
 from monitor.model import Incident
 from monitor.postmortem import render_postmortem
+from monitor.store import StoreUnavailable
 from tests.alerting_helpers import Receiver
 from tests.conftest import ServeApp
 from tests.context.helpers import RAILWAY_TOKEN, SENTRY_TOKEN, deployments_answer, logs_answer, sentry_issues
@@ -268,6 +269,27 @@ async def test_deploy_webhooks_become_change_events_and_timeline_notes(world) ->
             (change,) = (await response.json())["changes"]
         assert (change["deployment_id"], change["status"], change["author"]) == ("d-4", "BUILDING", "carol")
         assert "change: deploy def5678 started" in await timeline(daemon, incident.id)
+
+
+async def test_a_webhook_the_state_store_cannot_record_is_503_so_that_railway_retries(
+    world, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w: World = world("2s")
+    hook = {"type": "Deployment.deployed", "details": {"id": "d-5", "status": "SUCCESS"},
+            "resource": {"service": {"id": "s-web"}, "deployment": {"id": "d-5"}}}
+    async with running_daemon(w.config) as daemon, aiohttp.ClientSession() as http:
+        async def full(_: object) -> bool:
+            raise StoreUnavailable("database or disk is full")
+
+        with monkeypatch.context() as patched:
+            patched.setattr(daemon.side.journal, "record_change", full)
+            async with http.post(w.url(f"/api/hooks/railway?secret={HOOK_SECRET}"), json=hook) as response:
+                assert response.status == 503
+                assert "disk is full" in (await response.json())["error"]
+        async with http.post(w.url(f"/api/hooks/railway?secret={HOOK_SECRET}"), json=hook) as response:
+            assert response.status == 200, "Railway's retry is recorded once the store takes writes again"
+        async with http.get(w.url("/api/changes")) as response:
+            assert [change["deployment_id"] for change in (await response.json())["changes"]] == ["d-5"]
 
 
 async def post_hooks(w: World, http: aiohttp.ClientSession, incident: Incident) -> None:

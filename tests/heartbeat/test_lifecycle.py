@@ -1,5 +1,6 @@
 """A heartbeat check's life on a fake clock: pings kept by the ledger, judged by the check."""
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from checks.heartbeat.judge import expected_by
 from checks.heartbeat.pings import PINGS_KEPT, Ping, PingKind, SqlitePingLedger
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Status
+from monitor.sqlite_thread import SqliteThread
 from tests.fakes import FakeClock
 
 HOUR = 3600.0
@@ -20,10 +22,15 @@ HOUR = 3600.0
 class Watched:
     """One heartbeat check, its ledger in a state file, and a fake clock."""
 
-    def __init__(self, path: Path, clock: FakeClock, **keys: Any) -> None:
+    def __init__(self, path: Path, clock: FakeClock, file: SqliteThread, **keys: Any) -> None:
         self.path, self.clock, self.keys = path, clock, keys
-        self.ledger = SqlitePingLedger(path)
+        self._file = file
+        self.ledger = SqlitePingLedger(file)
         self.check = self._check()
+
+    @classmethod
+    async def open(cls, path: Path, clock: FakeClock, **keys: Any) -> "Watched":
+        return cls(path, clock, await SqliteThread.open(path), **keys)
 
     def _check(self) -> HeartbeatCheck:
         config = HeartbeatConfig.model_validate({"type": "heartbeat", **self.keys})
@@ -40,18 +47,23 @@ class Watched:
     async def failing(self) -> set[str]:
         return {code for code, finding in (await self.judged()).items() if finding.failing}
 
-    def restart(self) -> None:
+    async def restart(self) -> None:
         """The daemon stops and starts again: a new ledger on the same state file, a new check."""
-        self.ledger.close()
-        self.ledger = SqlitePingLedger(self.path)
+        await self.close()
+        self._file = await SqliteThread.open(self.path)
+        self.ledger = SqlitePingLedger(self._file)
         self.check = self._check()
+
+    async def close(self) -> None:
+        await self._file.close()
 
 
 @pytest.fixture
-async def daily(tmp_path: Path, fake_clock: FakeClock) -> Watched:
-    watched = Watched(tmp_path / "state.db", fake_clock, period="1d", grace="1h", max_runtime="2h")
+async def daily(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[Watched]:
+    watched = await Watched.open(tmp_path / "state.db", fake_clock, period="1d", grace="1h", max_runtime="2h")
     await watched.check.start()
-    return watched
+    yield watched
+    await watched.close()
 
 
 async def test_a_job_that_pings_on_time_stays_ok(daily: Watched) -> None:
@@ -103,28 +115,28 @@ async def test_a_run_started_and_not_ended_within_max_runtime_is_late(daily: Wat
 
 
 async def test_a_restart_keeps_pings_and_judges_a_slot_missed_while_down(tmp_path: Path, fake_clock: FakeClock) -> None:
-    watched = Watched(tmp_path / "state.db", fake_clock, schedule="0 3 * * *", grace="30m")
+    watched = await Watched.open(tmp_path / "state.db", fake_clock, schedule="0 3 * * *", grace="30m")
     await watched.check.start()
     await fake_clock.advance(7 * HOUR + 5 * 60)  # the fake clock starts at 19:00Z: now 02:05 the next day
     await watched.ping(PingKind.START)
     await fake_clock.advance(60)
     await watched.ping(PingKind.FAIL, body="disk full")
-    watched.restart()
+    await watched.restart()
     await watched.check.start()
     assert (await watched.judged())["failed"].evidence == ("disk full",)
     await watched.ping()
     # Down from 03:00 to 04:00 the next day: the 03:00 slot passed unpinged while it was down.
-    watched.restart()
+    await watched.restart()
     await fake_clock.advance(25 * HOUR)
     await watched.check.start()
     assert await watched.failing() == {"missed"}
 
 
 async def test_a_restart_during_a_run_still_finds_it_late(tmp_path: Path, fake_clock: FakeClock) -> None:
-    watched = Watched(tmp_path / "state.db", fake_clock, period="1h", max_runtime="10m")
+    watched = await Watched.open(tmp_path / "state.db", fake_clock, period="1h", max_runtime="10m")
     await watched.check.start()
     await watched.ping(PingKind.START)
-    watched.restart()
+    await watched.restart()
     await fake_clock.advance(11 * 60)
     await watched.check.start()
     assert await watched.failing() == {"late"}
@@ -153,7 +165,7 @@ async def test_a_missed_slot_across_the_spring_change_is_judged_at_the_real_slot
     tmp_path: Path
 ) -> None:
     clock = FakeClock(start=datetime(2026, 3, 28, 1, 31, tzinfo=UTC))
-    watched = Watched(tmp_path / "state.db", clock, schedule="30 1 * * *", tz="Europe/London", grace="10m")
+    watched = await Watched.open(tmp_path / "state.db", clock, schedule="30 1 * * *", tz="Europe/London", grace="10m")
     await watched.check.start()
     await watched.ping()  # the 28 March run, 01:31 UTC (GMT)
     await clock.advance(timedelta(hours=23, minutes=38).total_seconds())  # 29 March 01:09 UTC
@@ -180,7 +192,7 @@ async def test_the_ledger_keeps_the_last_pings_of_each_check_across_restarts(dai
     for n in range(PINGS_KEPT + 10):
         await daily.clock.advance(60)
         await daily.ping(body=f"run {n}")
-    daily.restart()
+    await daily.restart()
     state = await daily.ledger.recent("backup")
     assert state is not None and len(state.pings) == PINGS_KEPT
     assert state.pings[0].body == "run 10" and state.pings[-1].body == f"run {PINGS_KEPT + 9}"

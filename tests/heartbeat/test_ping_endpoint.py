@@ -1,7 +1,7 @@
 """/ping/...: what it takes, what it refuses, and that a refused ping records nothing."""
 
 import io
-import sqlite3
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,8 @@ from checks.heartbeat.pings import BODY_LIMIT, PingKind, SqlitePingLedger
 from monitor.clock import Clock
 from monitor.config import Config, load_config
 from monitor.ping_api import BODY_READ_LIMIT, add_ping_routes
+from monitor.sqlite_thread import SqliteThread
+from monitor.store import StoreUnavailable
 from tests.conftest import ServeApp
 from tests.fakes import FakeClock
 
@@ -24,10 +26,13 @@ class View:
     config: Config
     clock: Clock
     heartbeats: SqlitePingLedger
+    file: SqliteThread
 
 
 @pytest.fixture
-async def server(tmp_path: Path, serve: ServeApp, monkeypatch: pytest.MonkeyPatch) -> tuple[TestServer, View]:
+async def server(
+    tmp_path: Path, serve: ServeApp, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TestServer, View]]:
     monkeypatch.setenv("BACKUP_PING_TOKEN", TOKEN)
     path = tmp_path / "monitor.toml"
     path.write_text(f"""
@@ -44,12 +49,14 @@ schedule = "*/5 * * * *"
 type = "http"
 url = "http://127.0.0.1:9/"
 """)
-    view = View(load_config(path), FakeClock(), SqlitePingLedger(tmp_path / "state.db"))
+    file = await SqliteThread.open(tmp_path / "state.db")
+    view = View(load_config(path), FakeClock(), SqlitePingLedger(file), file)
     for name in ("backup", "open"):
         await view.heartbeats.watch(name, view.clock.now())
     app = aiohttp.web.Application()
     add_ping_routes(app, view)
-    return await serve(app), view
+    yield await serve(app), view
+    await file.close()
 
 
 async def pings(view: View, check: str) -> list[tuple[PingKind, int | None, str | None, str]]:
@@ -127,6 +134,18 @@ async def test_the_log_keeps_its_last_100_kib_scrubbed_of_secrets(server: tuple[
     assert TOKEN not in body and "postgresql://backup:***@db/prod" in body
 
 
+async def test_nul_and_undecodable_bytes_in_a_log_are_kept_as_replacement_characters(
+    server: tuple[TestServer, View]
+) -> None:
+    test_server, view = server
+    async with (
+        aiohttp.ClientSession(base_url=str(test_server.make_url("/"))) as http,
+        http.post("/ping/open/fail", data=b"tar: \x00\xff member\n") as response,
+    ):
+        assert response.status == 200
+    assert [body for *_, body in await pings(view, "open")] == ["tar: \ufffd\ufffd member\n"]
+
+
 async def test_a_body_beyond_the_read_limit_is_refused(server: tuple[TestServer, View]) -> None:
     test_server, view = server
     async with (
@@ -143,7 +162,7 @@ async def test_a_ping_the_state_file_cannot_take_is_503_so_that_the_job_retries(
     test_server, view = server
 
     async def full(_: object) -> None:
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StoreUnavailable("database or disk is full")
 
     monkeypatch.setattr(view.heartbeats, "record", full)
     async with (

@@ -132,6 +132,7 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
 
     from checks.heartbeat.pings import Ping, PingKind, SqlitePingLedger
     from monitor.sqlite_file import SqliteFile
+    from monitor.sqlite_thread import SqliteThread
     from tests.test_store_migrations import PREVIOUS_RELEASE
 
     path = tmp_path / "state.db"
@@ -141,10 +142,12 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
     accumulator.record("api", START.timestamp(), True, 0.1)
     history.write(accumulator.drain(), START)
     assert history.buckets("api", DAY, 0)[int(START.timestamp())].runs == 1
-    ledger = SqlitePingLedger(path)
+    file = await SqliteThread.open(path)
+    ledger = SqlitePingLedger(file)
     await ledger.watch("backup", START)
     await ledger.record(Ping("backup", START, PingKind.SUCCESS))
     state = await ledger.recent("backup")
+    await file.close()
     assert state is not None and len(state.pings) == 1
     with SqliteFile(path) as store:
         assert [(i.id, i.state) for i in store.recent_incidents()] == [(2, "resolved"), (1, "open")]

@@ -3,7 +3,7 @@ later notification in its thread, the parent edited to the current state, the th
 across a restart, escaping in every block, and Slack's errors classified."""
 
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from monitor.migrations import LATEST_VERSION, MIGRATIONS
 from monitor.model import Severity, TimelineEvent
 from monitor.sqlite_file import SqliteFile
 from monitor.sqlite_store import SqliteStore
+from monitor.sqlite_thread import SqliteThread
 from tests.alerting_helpers import notification
 from tests.fakes import START, FakeClock
 from tests.slack.fake_slack import BOT_TOKEN, CHANNEL, SIGNING_SECRET, FakeSlack, buttons, every_text
@@ -36,8 +37,9 @@ def slack() -> FakeSlack:
 
 
 @pytest.fixture
-async def make_sink(serve, slack, http_session, fake_clock, monkeypatch, tmp_path) -> MakeSink:
+async def make_sink(serve, slack, http_session, fake_clock, monkeypatch, tmp_path) -> AsyncIterator[MakeSink]:
     server = await serve(slack.app())
+    opened: list[SqliteThread] = []
     monkeypatch.setenv("TEST_SLACK_BOT", BOT_TOKEN)
     monkeypatch.setenv("TEST_SLACK_SIGNING", SIGNING_SECRET)
 
@@ -47,9 +49,15 @@ async def make_sink(serve, slack, http_session, fake_clock, monkeypatch, tmp_pat
             "signing_secret_env": "TEST_SLACK_SIGNING", "api_url": f"http://127.0.0.1:{server.port}/api/",
             "mention": {"P1": "<!subteam^S0123>"}, **keys,
         })
-        return SlackSink("slack-oncall", config, SinkContext(http_session, fake_clock, str(state) if state else None))
+        threads = None
+        if state is not None:
+            opened.append(file := await SqliteThread.open(state))
+            threads = SqliteThreads(file)
+        return SlackSink("slack-oncall", config, SinkContext(http_session, fake_clock, threads))
 
-    return make
+    yield make
+    for file in opened:
+        await file.close()
 
 
 def later(kind: NotificationKind, **changes: Any) -> Notification:
@@ -270,10 +278,12 @@ async def test_a_state_file_of_the_previous_schema_gains_the_threads_table(tmp_p
     db.execute("PRAGMA user_version = 2")
     db.commit()
     db.close()
-    threads = SqliteThreads(path)
+    file = await SqliteThread.open(path)
+    threads = SqliteThreads(file)
     await threads.remember("slack-oncall", 7, SlackThread(CHANNEL, "1700000000.000001"))
     assert await threads.thread("slack-oncall", 7) == SlackThread(CHANNEL, "1700000000.000001")
     assert await threads.thread("other-sink", 7) is None
+    await file.close()
     with sqlite3.connect(path) as check:
         assert check.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
 
@@ -283,7 +293,7 @@ async def test_pruning_a_resolved_incident_forgets_its_thread(tmp_path: Path) ->
     store = SqliteFile(path)
     old = create_incident(store, notification(NotificationKind.RESOLUTION).incident.model_copy(update={"id": 0}))
     current = create_incident(store, notification(code="slow").incident.model_copy(update={"id": 0}))
-    threads = SqliteThreads(path)
+    threads = SqliteThreads(await SqliteThread.open(path))
     for incident, ts in ((old, "1.000001"), (current, "1.000002")):
         await threads.remember("slack-oncall", incident.id, SlackThread(CHANNEL, ts))
     assert store.prune(START + timedelta(days=30)) == 1
