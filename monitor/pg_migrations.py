@@ -14,6 +14,7 @@ version. Timestamps are timestamptz; incident ids are given by the incident core
 import asyncpg
 
 from monitor.migrations import Migration, SchemaTooNew
+from monitor.pg_side_schema import SIDE_TABLES
 
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('health_monitor.schema'))"
 
@@ -41,7 +42,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             # claimed_by, claim_token and claimed_until are for replicas sharing the outbox
             # (issue 14): a replica claims a pending row (FOR UPDATE SKIP LOCKED) until a
             # deadline, finishes it only WHERE claim_token matches, and a claim past its
-            # deadline is taken again. NULL while unclaimed; nothing writes them yet.
+            # deadline is taken again (PostgresStore.claim). NULL while unclaimed.
             """CREATE TABLE IF NOT EXISTS outbox (
                 seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 notification_id text NOT NULL,
@@ -101,6 +102,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    SIDE_TABLES,  # the daemon's other state (monitor/pg_side_schema.py): replicas share it
 )
 PG_LATEST_VERSION = PG_MIGRATIONS[-1].version
 

@@ -73,7 +73,8 @@ class Pipeline:
         self.store = store
         self.incidents = incidents
         self.dispatcher = Dispatcher(
-            sinks, self.store, metrics, clock, group_at=config.settings.alerting.storm_threshold
+            sinks, self.store, metrics, clock, group_at=config.settings.alerting.storm_threshold,
+            holder=config.monitor.node_name, epoch=epoch,
         )
         self.notifier = Notifier(config, metrics, clock)
         self.route: Callable[[list[IncidentEvent]], list[IncidentEvent]] = lambda events: events

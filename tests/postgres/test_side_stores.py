@@ -18,6 +18,7 @@ from monitor.cluster import sql as cluster_sql
 from monitor.config import MonitorSection
 from monitor.context.changes import Change
 from monitor.context.journal import CHANGES_KEPT
+from monitor.pg_migrations import PG_MIGRATIONS
 from monitor.pg_side_schema import SIDE_TABLES
 from monitor.side_stores import SideStores, open_side_stores
 from monitor.store import StoreUnavailable
@@ -29,9 +30,8 @@ START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 async def create_side_tables(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
-        for statement in SIDE_TABLES.statements:
+        for statement in (*PG_MIGRATIONS[0].statements, *SIDE_TABLES.statements):  # migration 1 holds the cluster's
             await connection.execute(statement)
-        await connection.execute(cluster_sql.SCHEMA)  # the cluster's tables, as an elector creates them
 
 
 class Backend:
