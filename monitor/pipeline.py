@@ -199,14 +199,15 @@ class Pipeline:
         await self.commit([])
         return incident
 
-    async def close(self, grace: float) -> None:
+    async def close(self, grace: float, close_sinks: bool = True) -> None:
         """Write what further failing runs changed, give queued notifications `grace` to go
-        out, close the sinks (the store is its opener's to close)."""
+        out, close the sinks unless a next term reuses them (the store is its opener's to close)."""
         self.incidents.flush()
         await self.commit([])
         await self.dispatcher.drain(grace)
-        for sink in self.dispatcher.sinks.values():
-            await sink.aclose()
+        if close_sinks:
+            for sink in self.dispatcher.sinks.values():
+                await sink.aclose()
 
     # The guards
 

@@ -15,7 +15,6 @@ from monitor.context.service import ContextService
 from monitor.durations import format_duration
 from monitor.incident_log import utc_stamp
 from monitor.model import Incident
-from monitor.pipeline import Pipeline
 from monitor.store import StateStore, StoreError, StoreUnavailable
 
 _MAX_BY_CHARS = 100
@@ -27,10 +26,11 @@ class SlackActionsView(Protocol):
 
     store: StateStore
     clock: Clock
-    pipeline: Pipeline
     context: ContextService
 
     async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
+
+    async def annotate(self, incident_id: int, kind: str, text: str) -> Incident | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +76,7 @@ async def snooze(daemon: SlackActionsView, incident: Incident, user: SlackUser) 
     except (sqlite3.Error, StoreError, StoreUnavailable) as exc:
         return f"The snooze could not be recorded: {exc}"
     text = f"{user.by} snoozed {incident.check} for {format_duration(SNOOZE_SECONDS)} (until {utc_stamp(until)})"
-    await daemon.pipeline.annotate(incident.id, "silenced", text)
+    await daemon.annotate(incident.id, "silenced", text)
     return f"{text}: incident #{incident.id} pages nobody until then."
 
 

@@ -17,8 +17,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 
-from alerting.base import DeliveryError
-from alerting.dispatcher import Dispatcher
+from alerting.base import DeliveryError, Sink
 from alerting.slack import SlackSink
 from alerting.slack.cockpit import ACKNOWLEDGE, ROLLBACK, SNOOZE
 from alerting.slack.message import slack_escape
@@ -36,7 +35,8 @@ _COMMAND_HELP = "Usage: /incident list | /incident status ID | /incident ack ID"
 class SlackDaemonView(SlackActionsView, Protocol):
     config: Config
     http: aiohttp.ClientSession
-    dispatcher: Dispatcher
+    sinks: dict[str, Sink]
+    """The configured sinks (on a standby too)."""
 
 
 class SlackEndpoints:
@@ -50,7 +50,7 @@ class SlackEndpoints:
         app.on_shutdown.append(self._finish)
 
     def app_sinks(self) -> list[SlackSink]:
-        sinks = self.daemon.dispatcher.sinks.values()
+        sinks = self.daemon.sinks.values()
         return [sink for sink in sinks if isinstance(sink, SlackSink) and sink.signing_secret]
 
     async def interactions(self, request: web.Request) -> web.Response:
