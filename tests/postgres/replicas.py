@@ -198,6 +198,7 @@ class Scene:
             "HM_TEST_SLACK_WEBHOOK": f"{base}/slack",
             "HM_TEST_PD_KEY": "routing-key-0123456789abcdef0123",
             "HM_TEST_LEAD_WEBHOOK": f"{base}/lead",
+            "HM_TEST_SLOW_WEBHOOK": f"{base}/slow",
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor", "run", "--config", str(self.config), cwd=workdir, env=env,
