@@ -21,6 +21,7 @@ attempt the dead leader had in flight). SQLite's claims are always granted."""
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
@@ -30,7 +31,7 @@ from alerting.queue import DEFAULT_GROUP_AT, SinkQueue, priority
 from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
 from monitor.scrub import scrub
-from monitor.store import DeliveryState, OutboxEntry, StaleEpoch, StateStore
+from monitor.store import DeliveryState, Epoch, OutboxEntry, StaleEpoch, StateStore, no_epoch
 
 log = structlog.get_logger("alerting.dispatcher")
 
@@ -39,12 +40,6 @@ _SAFETY_MARGIN_SECONDS = 5.0
 _SHED_LOG_EVERY_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 1.0
 """How often a worker asks again for a row another replica's claim holds."""
-
-Epoch = Callable[[], int | None]
-
-
-def _no_epoch() -> int | None:
-    return None
 
 
 class ClaimLost(Exception):
@@ -119,7 +114,7 @@ class Dispatcher:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         group_at: int = DEFAULT_GROUP_AT,
         holder: str = "",
-        epoch: Epoch = _no_epoch,
+        epoch: Epoch = no_epoch,
     ) -> None:
         self._group_at = group_at
         self._holder = holder
@@ -132,6 +127,7 @@ class Dispatcher:
         self._queues: dict[str, SinkQueue] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._shed_logged_at: dict[str, float] = {}
+        self._recording: set[asyncio.Task[None]] = set()
         self.replace_sinks(sinks)
 
     @property
@@ -220,6 +216,8 @@ class Dispatcher:
     async def idle(self) -> None:
         """Wait until every queued notification is delivered or given up, its outcome recorded."""
         await asyncio.gather(*(queue.join() for queue in self._queues.values()))
+        while self._recording:
+            await asyncio.gather(*self._recording)
 
     async def drain(self, timeout: float) -> None:
         """Wait up to `timeout` for queued notifications, then stop the workers."""
@@ -298,7 +296,7 @@ class Dispatcher:
         except (StaleEpoch, ClaimLost):
             return  # another replica leads, or finished it: not ours to send nor to record
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            await self._finish(sink, batch, "dead", tokens, _describe(exc))
+            self._finish(sink, batch, "dead", tokens, _describe(exc))
             log.error(
                 "notification.dead",
                 sink=sink.name,
@@ -307,20 +305,35 @@ class Dispatcher:
                 error=_describe(exc),
             )
             return
-        await self._finish(sink, batch, "sent", tokens)
+        self._finish(sink, batch, "sent", tokens)
         age = (self._clock.now() - notification.created_at).total_seconds()
         self._metrics.notification_delivery.labels(sink=sink.name).observe(max(age, 0.0))
         log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value,
                  incidents=len(batch))
 
-    async def _finish(
+    def _finish(
         self, sink: Sink, batch: list[Notification], state: DeliveryState, tokens: dict[str, str | None],
         error: str | None = None,
     ) -> None:
-        """Record the outcome for every notification the message carried (a grouped one, each)."""
-        for item in batch:
-            await self._store.finish(item.id, sink.name, state, self._clock.now(), error, tokens.get(item.id))
+        """Count the outcome and have it recorded for every notification the message carried (a
+        grouped one, each), while the sink's worker goes on to the next: the store's writes keep
+        their order, and `idle` waits for them. Each finish carries its claim's token."""
         self._metrics.notifications.labels(sink=sink.name, result=state).inc(len(batch))
+        recording = asyncio.create_task(
+            self._record_outcome(sink.name, batch, state, self._clock.now(), error, dict(tokens))
+        )
+        self._recording.add(recording)
+        recording.add_done_callback(self._recording.discard)
+
+    async def _record_outcome(
+        self, sink: str, batch: list[Notification], state: DeliveryState, at: datetime, error: str | None,
+        tokens: dict[str, str | None],
+    ) -> None:
+        try:
+            for item in batch:
+                await self._store.finish(item.id, sink, state, at, error, tokens.get(item.id))
+        except Exception:  # a store that raises (unguarded) costs the record, never the delivery
+            log.exception("notification.outcome_not_recorded", sink=sink, notification=batch[0].id)
 
     async def _attempt_failed(
         self, sink: Sink, batch: list[Notification], state: RetryCallState, tokens: dict[str, str | None]

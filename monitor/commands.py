@@ -26,7 +26,7 @@ from monitor.clock import SystemClock
 from monitor.config import Config, load_config
 from monitor.daemon import Daemon, http_session
 from monitor.durations import format_duration, parse_duration
-from monitor.incidents import classify
+from monitor.incident_core import classify
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Incident, Status
 from monitor.pipeline import Pipeline

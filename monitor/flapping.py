@@ -33,6 +33,15 @@ class FlapDetector:
         self.percent = 0.0
         self._history: deque[bool] = deque(maxlen=WINDOW)
 
+    def snapshot(self) -> tuple[list[bool], bool]:
+        """The runs in the window (oldest first) and whether the check flaps, to restore it from."""
+        return list(self._history), self.flapping
+
+    def restore(self, history: list[bool], flapping: bool) -> None:
+        self._history = deque(history, maxlen=WINDOW)
+        self.percent = percent_state_change(list(self._history))
+        self.flapping = flapping
+
     def record(self, failing: bool) -> FlapChange | None:
         if self.percent == 0.0 and self._history and self._history[-1] == failing:
             self._history.append(failing)  # a steady check: no change in the window, none now

@@ -18,7 +18,7 @@ from alerting.base import Notification, NotificationKind
 from alerting.dispatcher import Outgoing
 from monitor.clock import Clock
 from monitor.config import Config
-from monitor.incidents import IncidentEvent, IncidentEventKind, reached_levels
+from monitor.incident_core import IncidentEvent, IncidentEventKind, reached_levels
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
 

@@ -11,7 +11,7 @@ from monitor.clock import Clock
 from monitor.config import Config
 from monitor.history.aggregate import WINDOWS, Uptime
 from monitor.history.service import History
-from monitor.incidents import Hold, hold_on
+from monitor.incident_core import Hold, hold_on
 from monitor.status_page import CheckRow, LastRun, check_rows
 from monitor.store import StateStore
 

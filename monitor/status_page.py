@@ -19,7 +19,7 @@ from checks.heartbeat.pings import Ping
 from monitor.context.render import incident_lines
 from monitor.durations import format_duration
 from monitor.history.aggregate import WINDOWS, Bucket, Uptime
-from monitor.incidents import Hold
+from monitor.incident_core import Hold
 from monitor.model import Incident, Status
 from monitor.runner import RunResult
 from monitor.status_charts import SPARK_HEIGHT, SPARK_WIDTH, day_strip, percent, sparkline

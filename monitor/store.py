@@ -11,6 +11,7 @@ acknowledgement requests it applied, and the check memories it changed. A crash 
 the commit loses the whole change, never half of it."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -80,6 +81,14 @@ class StaleEpoch(Exception):
     """A write carried a leadership epoch that is no longer the current one: nothing was
     written, and the replica that sent it must step down. The one exception for it: the state
     store's `record` and `claim` raise it, and so does `monitor.cluster.fence.fenced_execute`."""
+
+
+Epoch = Callable[[], int | None]
+"""The leadership epoch stamped on every leader-only write (None: a store no replica shares)."""
+
+
+def no_epoch() -> int | None:
+    return None
 
 
 ClaimOutcome = Literal["claimed", "busy", "finished"]

@@ -15,7 +15,7 @@ heard it (the daemon steps down), and what waits for a stale epoch is forgotten 
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
 
@@ -64,9 +64,12 @@ class _Waiting:
 
 def merge(into: StateChange, change: StateChange) -> None:
     """Add `change` to `into`, as if both were written in one transaction, in order."""
-    written = {incident.id for incident in into.opened} | {incident.id for incident in into.saved}
+    # An incident opened in `into` and changed since is saved too: should the store already
+    # hold it (a write that succeeded but was reported failed), its opening is skipped and
+    # its save still writes it as it is now.
+    saved = {incident.id for incident in into.saved}
     into.opened.extend(change.opened)
-    into.saved.extend(incident for incident in change.saved if incident.id not in written)
+    into.saved.extend(incident for incident in change.saved if incident.id not in saved)
     into.outbox.extend(change.outbox)
     into.acknowledgements_applied.extend(change.acknowledgements_applied)
     memories = {memory.check: memory for memory in into.memories}
@@ -116,27 +119,25 @@ class GuardedStore:
 
     def _keep_change(self, change: StateChange) -> None:
         kept = StateChange()
-        merge(kept, change)
-        waiting = _Waiting("record", lambda: self._fenced(lambda: self.inner.record(kept)), kept)
-        waiting.deliveries = self._count_deliveries(kept)
+        merge(kept, self._within_limit(change))
+        waiting = _Waiting("record", lambda: self._fenced(lambda: self.inner.record(kept)), kept, len(kept.outbox))
         self._backlog.append(waiting)
 
     def _merge_into_last(self, change: StateChange) -> None:
         last = self._backlog[-1]
         assert last.change is not None
+        change = self._within_limit(change)
         merge(last.change, change)
-        added = self._count_deliveries(change)
-        last.deliveries += added
+        last.deliveries += len(change.outbox)
 
-    def _count_deliveries(self, change: StateChange) -> int:
-        """Count the change's outbox rows against the limit; drop those past it (they still go out)."""
-        room = MAX_WAITING_DELIVERY_WRITES - self._waiting_delivery_writes
+    def _within_limit(self, change: StateChange) -> StateChange:
+        """The change with the outbox rows past the limit of waiting ones dropped (they still go out), counted."""
+        room = max(MAX_WAITING_DELIVERY_WRITES - self._waiting_delivery_writes, 0)
         if len(change.outbox) > room:
-            dropped = len(change.outbox) - max(room, 0)
-            del change.outbox[max(room, 0):]
-            self._metrics.state_store_errors.labels(operation="dropped").inc(dropped)
+            self._metrics.state_store_errors.labels(operation="dropped").inc(len(change.outbox) - room)
+            change = replace(change, outbox=change.outbox[:room])
         self._waiting_delivery_writes += len(change.outbox)
-        return len(change.outbox)
+        return change
 
     async def enqueue(self, entries: list[OutboxEntry]) -> list[bool]:
         written, fresh = await self._write("enqueue", lambda: self.inner.enqueue(entries), deliveries=len(entries))

@@ -1,5 +1,5 @@
 """The incident pipeline on a fake clock: a config from TOML, the daemon's own `Pipeline`
-(IncidentManager, Notifier, recorder, Dispatcher) on a real SQLite store, and sinks that
+(incident core, notifier, recorder, dispatcher) on a real SQLite store, and sinks that
 record what reached them and when."""
 
 from dataclasses import dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from checks.base import CheckConfig
-from monitor.incidents import IncidentEventKind, classify
+from monitor.incident_core import IncidentEventKind, classify
 from monitor.model import CHECK_ERROR_CODE, Finding, Severity, Status
 from tests.fakes import FakeClock
 from tests.incident_harness import Harness as PipelineHarness
@@ -29,9 +29,9 @@ class Harness(PipelineHarness):
         kinds = []
         for findings in runs:
             await self.clock.advance(30)
-            events = self.manager.observe("api", findings)
+            events = self.manager.observe("api", findings, self.clock.now())
             await self.pipeline.commit(events)
-            kinds += [event.kind for event in events]
+            kinds += [event.kind for event in events if event.heard]
         return kinds
 
     @property
@@ -115,7 +115,7 @@ async def test_open_incidents_survive_a_restart_and_are_not_opened_again(harness
 
 async def test_a_removed_check_resolves_its_incidents(harness) -> None:
     await harness.feed([DOWN], [DOWN])
-    events = harness.manager.update_config(replace(harness.config, checks={}))
+    events = harness.manager.update_config(replace(harness.config, checks={}), harness.clock.now())
     assert [e.kind for e in events] == [IncidentEventKind.RESOLVED]
     assert "removed" in (events[0].incident.resolution or "")
 

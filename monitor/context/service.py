@@ -1,9 +1,9 @@
-"""The daemon's side of the context feature, between the incident manager and the notifier.
+"""The daemon's side of the context feature, between the incident core and the notifier.
 
 The initial alert carries the context: an OPENED event of a covered check waits while its
 context is gathered, at most `[context] timeout` (the gatherer cuts slow vendors off), and
 the events of the same incident that follow it wait behind it, so their order holds.
-Change events and remediation outcomes reach timelines through the incident manager, so the
+Change events and remediation outcomes reach timelines through the pipeline (and the incident core), so the
 daemon stays the one writer of incidents."""
 
 import asyncio
@@ -23,7 +23,7 @@ from monitor.context.gather import ContextGatherer
 from monitor.context.journal import Journal
 from monitor.context.model import IncidentContext
 from monitor.context.render import timeline_text
-from monitor.incidents import IncidentEvent, IncidentEventKind
+from monitor.incident_core import IncidentEvent, IncidentEventKind
 from monitor.model import Incident, TimelineEvent
 from monitor.store import StoreUnavailable
 

@@ -28,7 +28,7 @@ from monitor.history.aggregate import (
     series,
 )
 from monitor.history.store import HistoryStore
-from monitor.incidents import hold_on
+from monitor.incident_core import hold_on
 from monitor.store import Silence
 
 log = structlog.get_logger("monitor.history")

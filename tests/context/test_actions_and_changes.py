@@ -142,8 +142,8 @@ async def test_events_of_an_incident_wait_behind_its_page_while_context_is_gathe
 
     with VendorMock() as vendor:
         vendor.get(re.compile(r"^https://sentry\.io/.*$"), callback=hang)
-        await harness.pipeline.commit(harness.manager.observe("api", [DOWN]))
-        await harness.pipeline.commit(harness.manager.observe("api", [UP]))
+        await harness.pipeline.commit(harness.manager.observe("api", [DOWN], fake_clock.now()))
+        await harness.pipeline.commit(harness.manager.observe("api", [UP], fake_clock.now()))
         await fake_clock.advance(4.9)
         assert harness.sinks["oncall"].received == [], "neither the page nor the resolution went out yet"
         await fake_clock.advance(0.1)
@@ -178,7 +178,7 @@ async def test_changes_of_the_hour_before_join_the_timeline_at_their_time(
     with VendorMock() as vendor:
         vendor.post("https://backboard.railway.com/graphql/v2", payload=deployments_answer())
         vendor.post("https://backboard.railway.com/graphql/v2", payload={"data": {"deploymentLogs": []}})
-        await harness.pipeline.commit(harness.manager.observe("api", [DOWN]))
+        await harness.pipeline.commit(harness.manager.observe("api", [DOWN], fake_clock.now()))
         await wait_until(lambda: harness.sinks["oncall"].received, "the page")
     (incident,) = await harness.store.open_incidents()
     assert [(event.at, event.kind, event.text) for event in incident.timeline][:3] == [

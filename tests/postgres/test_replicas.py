@@ -119,7 +119,7 @@ async def test_a_paused_leader_steps_down_its_late_writes_rejected_and_nothing_i
         receivers = made.receivers
         assert (len(receivers.slack(DETECTED)), len(receivers.pagerduty("trigger"))) == (1, 1)
         assert (len(receivers.slack(RESOLVED)), len(receivers.pagerduty("resolve"))) == (1, 1)
-        [(state, document)] = await made.rows("SELECT state, document::text FROM incidents")
+        [(state,)] = await made.rows("SELECT state FROM incidents")
         assert state == "resolved", "the paused leader's late view of the incident was not written over it"
 
 

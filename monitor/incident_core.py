@@ -1,4 +1,16 @@
-"""Incident lifecycle as the playbook runs it: findings and time in, incident events out.
+"""The incident core: the playbook's incident lifecycle as pure decisions. Findings, the
+time, the active silences and the acknowledgements asked for come in; every transition
+comes out as an event (those no one hears of too: an incident opened under a hold, resolved
+or acknowledged before it paged, a dependent's failure folded into its dependency's
+incident, a notice muted by a hold), with the incident's new state and the line it adds to
+incidents.log, and `take_change()` hands over what the store must write (the incidents
+opened and changed, the acknowledgements applied, the check memories that changed). No I/O:
+no store, no log file, no clock; the recorder (monitor/recorder.py) writes it all.
+
+Incident ids come from a counter seeded with the store's `last_incident_id()`: only the
+leader opens incidents. Each check's threshold streaks and flapping history are its
+`CheckMemory`, written when they change (a steady run changes nothing and writes nothing)
+and restored at start, so a check at 1 of 2 failures before a restart is at 1 after it.
 
 An incident is keyed `check/code`. It opens after `failure_threshold` consecutive failing
 runs (Nagios's SOFT then HARD state), may rise in severity while open (never falls), and
@@ -16,22 +28,21 @@ incidents still; and `tick()` drives what time alone decides: escalation through
 until acknowledged, the response-time breach, and status updates.
 """
 
+import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
 from checks.base import CheckConfig
-from monitor.clock import Clock
 from monitor.config import Config, EscalationLevel, MaintenanceWindow
 from monitor.context.model import IncidentContext
 from monitor.durations import format_duration
 from monitor.flapping import FlapChange, FlapDetector
-from monitor.incident_log import IncidentLog
 from monitor.model import Finding, Incident, Severity, Status, TimelineEvent
 from monitor.runbooks import default_runbook
-from monitor.store import Acknowledgement, Silence, StateChange
+from monitor.store import Acknowledgement, CheckMemory, Silence, StateChange
 
 FLAPPING_CODE = "flapping"
 MONITOR_CHECK = "_monitor"
@@ -42,22 +53,36 @@ _SEVERITY_BY_STATUS = {Status.CRITICAL: Severity.P2, Status.WARNING: Severity.P3
 
 class IncidentEventKind(StrEnum):
     OPENED = "opened"
+    """Opened and paged (heard), or, for an incident opened earlier, paged now that its hold ended."""
+    HELD = "held"
+    """Opened under a silence or maintenance window: recorded, no one paged (never heard)."""
     SEVERITY_RAISED = "severity_raised"
     ESCALATED = "escalated"
     ACKNOWLEDGED = "acknowledged"
     RESPONSE_BREACHED = "response_breached"
     STATUS_UPDATE = "status_update"
     RESOLVED = "resolved"
+    FOLDED = "folded"
+    """A dependent check's failure noted on its dependency's incident (never heard)."""
+    ANNOTATED = "annotated"
+    """A timeline entry from outside the check flow: a change, an action, a snooze, the context (never heard)."""
 
 
 @dataclass(frozen=True, slots=True)
 class IncidentEvent:
     kind: IncidentEventKind
     incident: Incident
+    """A snapshot of the incident in its new state."""
+    at: datetime
+    """When it happened (for an annotation, the time of what it notes)."""
     previous_severity: Severity | None = None
     level: EscalationLevel | None = None
     status: str | None = None
     progress: tuple[str, ...] = ()
+    heard: bool = True
+    """Whether anyone is notified: False for an unpaged incident's events and for those a hold mutes."""
+    log: tuple[str, str] | None = None
+    """The incidents.log line it adds: (what, text), as in `Incident <what> - [P1] check: <text>`."""
 
 
 @dataclass
@@ -67,10 +92,46 @@ class _Streak:
     first_failure_at: datetime | None = None
 
 
+_NOTHING_TO_REMEMBER: tuple[object, ...] = ((), False)
+"""The essence of a check with no streak that does not flap: a new check's, written never."""
+
+
 @dataclass
 class _CheckState:
     flap: FlapDetector
     streaks: dict[str, _Streak] = field(default_factory=dict)
+
+    def essence(self, failure_threshold: int) -> tuple[object, ...]:
+        """What must survive a restart: the streaks (a failure count past the threshold counts
+        as the threshold, so a further failing run changes nothing) and whether it flaps. The
+        flapping history is written with it, but a run that changes only the history writes
+        nothing: after a restart the window is as it was at the last change that mattered."""
+        streaks = tuple(
+            (code, min(streak.failures, failure_threshold), streak.successes, streak.first_failure_at)
+            for code, streak in sorted(self.streaks.items())
+        )
+        return streaks, self.flap.flapping
+
+    def memory(self, failure_threshold: int) -> str:
+        """The check's memory as the store keeps it (JSON)."""
+        streaks = {
+            code: [min(streak.failures, failure_threshold), streak.successes,
+                   streak.first_failure_at.isoformat() if streak.first_failure_at else None]
+            for code, streak in sorted(self.streaks.items())
+        }
+        history, flapping = self.flap.snapshot()
+        return json.dumps({"streaks": streaks, "flap": "".join("1" if run else "0" for run in history),
+                           "flapping": flapping}, separators=(",", ":"))
+
+    @classmethod
+    def remembered(cls, document: str, flap: FlapDetector) -> "_CheckState":
+        data = json.loads(document)
+        flap.restore([run == "1" for run in data["flap"]], bool(data["flapping"]))
+        streaks = {
+            code: _Streak(failures, successes, datetime.fromisoformat(first) if first else None)
+            for code, (failures, successes, first) in data["streaks"].items()
+        }
+        return cls(flap, streaks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,26 +176,33 @@ def classify(config: CheckConfig, finding: Finding) -> Severity:
     )
 
 
-class IncidentManager:
+class IncidentCore:
     def __init__(
         self,
-        log: IncidentLog,
-        clock: Clock,
         config: Config,
         *,
         open_incidents: Iterable[Incident] = (),
         silences: Iterable[Silence] = (),
         last_incident_id: int = 0,
+        memories: Iterable[CheckMemory] = (),
     ) -> None:
-        self._log = log
-        self._clock = clock
         self._config = config
+        self._now = datetime.min
+        """The time of the decision being made: each public call is given it."""
         self._states: dict[str, _CheckState] = {}
+        self._remembered: dict[str, tuple[object, ...]] = {}
+        """The essence of each check's memory as last handed to the store (none: nothing to remember)."""
         self._silences: list[Silence] = list(silences)
         self._last_id = last_incident_id
         self._change = StateChange()
         self._in_change: set[int] = set()
         """Ids of the incidents already in `_change` (opened or saved)."""
+        for memory in memories:
+            check_config = config.checks.get(memory.check)
+            if check_config is not None:
+                state = _CheckState.remembered(memory.document, self._new_flap_detector())
+                self._states[memory.check] = state
+                self._remembered[memory.check] = state.essence(check_config.failure_threshold)
         self._open: dict[str, Incident] = {}
         self._open_codes: dict[str, set[str]] = {}
         """Codes of each check's open incidents: a run looks up its own, never scans them all."""
@@ -167,20 +235,38 @@ class IncidentManager:
 
     # Configuration
 
-    def update_config(self, config: Config) -> list[IncidentEvent]:
-        """Adopt a reloaded config; incidents of checks that are gone are resolved."""
-        self._config = config
+    def update_config(self, config: Config, now: datetime) -> list[IncidentEvent]:
+        """Adopt a reloaded config; incidents of checks that are gone are resolved, and their memories go."""
+        self._config, self._now = config, now
         events = []
         for incident in list(self._open.values()):
             if incident.check != MONITOR_CHECK and incident.check not in config.checks:
                 events += self._resolve(incident, "check removed from the configuration")
         self._states = {name: state for name, state in self._states.items() if name in config.checks}
+        for check in [check for check in self._remembered if check not in config.checks]:
+            del self._remembered[check]
+            self._change.forgotten.append(check)
         return events
 
     # Findings
 
-    def observe(self, check: str, findings: list[Finding]) -> list[IncidentEvent]:
-        return self._unmuted(self._observe(check, findings))
+    def observe(self, check: str, findings: list[Finding], now: datetime) -> list[IncidentEvent]:
+        self._now = now
+        events = self._unmuted(self._observe(check, findings))
+        self._remember(check)
+        return events
+
+    def _remember(self, check: str) -> None:
+        """The check's memory goes to the store when it changed."""
+        state, config = self._states.get(check), self._config.checks.get(check)
+        if state is None or config is None:
+            return
+        essence = state.essence(config.failure_threshold)
+        if self._remembered.get(check, _NOTHING_TO_REMEMBER) == essence:
+            return
+        self._remembered[check] = essence
+        self._change.memories = [memory for memory in self._change.memories if memory.check != check]
+        self._change.memories.append(CheckMemory(check, state.memory(config.failure_threshold)))
 
     def _observe(self, check: str, findings: list[Finding]) -> list[IncidentEvent]:
         config = self._config.checks.get(check)
@@ -203,12 +289,15 @@ class IncidentManager:
 
     def _state(self, check: str) -> _CheckState:
         if check not in self._states:
-            monitor = self._config.monitor
-            self._states[check] = _CheckState(FlapDetector(monitor.flap_low_threshold, monitor.flap_high_threshold))
+            self._states[check] = _CheckState(self._new_flap_detector())
         return self._states[check]
 
+    def _new_flap_detector(self) -> FlapDetector:
+        monitor = self._config.monitor
+        return FlapDetector(monitor.flap_low_threshold, monitor.flap_high_threshold)
+
     def _failed(self, check: str, config: CheckConfig, state: _CheckState, finding: Finding) -> list[IncidentEvent]:
-        now = self._clock.now()
+        now = self._now
         streak = state.streaks.setdefault(finding.code, _Streak())
         streak.failures += 1
         streak.successes = 0
@@ -221,13 +310,11 @@ class IncidentManager:
             return []
         dependency_down, dependency_incident = self._dependency_state(config)
         if dependency_down:
-            if dependency_incident is not None:
-                self._fold_into(dependency_incident, check, finding)
-            return []
+            return self._fold_into(dependency_incident, check, finding) if dependency_incident else []
         return self._open_incident(check, config, finding, severity, streak.failures, streak.first_failure_at)
 
     def _still_failing(self, incident: Incident, finding: Finding, severity: Severity) -> list[IncidentEvent]:
-        now = self._clock.now()
+        now = self._now
         incident.failing_runs += 1
         # Written only when it changes: a failing run that says nothing new writes nothing
         # (the run count is written with the next change).
@@ -244,11 +331,9 @@ class IncidentManager:
         self._open_counts[severity] += 1
         incident.record(now, "severity_raised", f"severity raised from {previous.value} to {severity.value}")
         change = f"{previous.value} -> {severity.value}: {finding.summary}"
-        self._log.write(now, "severity raised", incident, change)
         self._save(incident)
-        if incident.paged:
-            return [self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous)]
-        return []
+        return [self._event(IncidentEventKind.SEVERITY_RAISED, incident, previous_severity=previous,
+                            heard=incident.paged, log=("severity raised", change))]
 
     def _passed(
         self, check: str, config: CheckConfig, state: _CheckState, code: str, findings: list[Finding]
@@ -281,16 +366,17 @@ class IncidentManager:
                 return True, None
         return False, None
 
-    def _fold_into(self, dependency: Incident, check: str, finding: Finding) -> None:
-        now = self._clock.now()
+    def _fold_into(self, dependency: Incident, check: str, finding: Finding) -> list[IncidentEvent]:
+        """The dependency's incident counts the dependent's run; its first one is noted on the timeline."""
+        now = self._now
         key = f"{check}/{finding.code}"
         dependency.suppressed_runs += 1
-        if key not in dependency.impacted:
-            dependency.impacted.append(key)
-            dependency.record(
-                now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}"
-            )
-            self._save(dependency)
+        if key in dependency.impacted:
+            return []
+        dependency.impacted.append(key)
+        dependency.record(now, "impact", f"dependent {key} failing, not paged separately: {finding.summary}")
+        self._save(dependency)
+        return [self._event(IncidentEventKind.FOLDED, dependency, heard=False)]
 
     # Flapping
 
@@ -304,7 +390,7 @@ class IncidentManager:
         if change is FlapChange.STARTED:
             for incident in self._open.values():
                 if incident.check == check:
-                    incident.record(self._clock.now(), "flapping", f"{check} started flapping ({percent})")
+                    incident.record(self._now, "flapping", f"{check} started flapping ({percent})")
                     self._save(incident)
             finding = Finding(FLAPPING_CODE, Status.WARNING, f"{check} is flapping: {percent}", Severity.P3)
             return self._open_incident(check, config, finding, classify(config, finding), 0, None)
@@ -316,14 +402,16 @@ class IncidentManager:
 
     # Incidents about the monitor itself
 
-    def raise_monitor_incident(self, code: str, summary: str, severity: Severity) -> list[IncidentEvent]:
+    def raise_monitor_incident(self, code: str, summary: str, severity: Severity, now: datetime) -> list[IncidentEvent]:
+        self._now = now
         if f"{MONITOR_CHECK}/{code}" in self._open:
             return []
         finding = Finding(code, Status.CRITICAL, summary, severity)
         config = CheckConfig(type="monitor", impact=summary)
         return self._open_incident(MONITOR_CHECK, config, finding, severity, 1, None, escalates=False)
 
-    def clear_monitor_incident(self, code: str, resolution: str) -> list[IncidentEvent]:
+    def clear_monitor_incident(self, code: str, resolution: str, now: datetime) -> list[IncidentEvent]:
+        self._now = now
         incident = self._open.get(f"{MONITOR_CHECK}/{code}")
         return self._resolve(incident, resolution) if incident else []
 
@@ -339,7 +427,7 @@ class IncidentManager:
         first_failure_at: datetime | None,
         escalates: bool = True,
     ) -> list[IncidentEvent]:
-        now = self._clock.now()
+        now = self._now
         incident = Incident(
             check=check,
             code=finding.code,
@@ -367,10 +455,10 @@ class IncidentManager:
         self._change.opened.append(incident)  # opened and paged (or held): one write
         self._in_change.add(incident.id)
         self._add_open(incident)
-        self._log.write(now, "detected", incident, finding.summary)
+        detected = ("detected", finding.summary)
         if hold is not None:
-            return []
-        return [self._event(IncidentEventKind.OPENED, incident, level=level)]
+            return [self._event(IncidentEventKind.HELD, incident, heard=False, log=detected)]
+        return [self._event(IncidentEventKind.OPENED, incident, level=level, log=detected)]
 
     def _page(self, incident: Incident, now: datetime) -> IncidentEvent:
         level = self._mark_paged(incident, now)
@@ -389,7 +477,7 @@ class IncidentManager:
         return first[-1]
 
     def _resolve(self, incident: Incident, resolution: str) -> list[IncidentEvent]:
-        now = self._clock.now()
+        now = self._now
         incident.state = "resolved"
         incident.resolved_at = now
         incident.resolution = resolution
@@ -399,8 +487,7 @@ class IncidentManager:
             incident.postmortem_path = self._postmortem_path(incident)
         self._save(incident)
         self._remove_open(incident)
-        self._log.write(now, "resolved", incident, resolution)
-        return [self._event(IncidentEventKind.RESOLVED, incident)] if incident.paged else []
+        return [self._event(IncidentEventKind.RESOLVED, incident, heard=incident.paged, log=("resolved", resolution))]
 
     def _add_open(self, incident: Incident) -> None:
         self._open[incident.key] = incident
@@ -428,6 +515,11 @@ class IncidentManager:
             self._in_change.add(incident.id)
             self._change.saved.append(incident)
 
+    @property
+    def changed(self) -> bool:
+        """Whether the decisions since the last `take_change` changed anything to write."""
+        return bool(self._change)
+
     def take_change(self) -> StateChange:
         """What the decisions since the last call changed, for the store to write in one transaction."""
         change, self._change = self._change, StateChange()
@@ -445,20 +537,22 @@ class IncidentManager:
         return hold.reason if hold else None
 
     def _unmuted(self, events: list[IncidentEvent]) -> list[IncidentEvent]:
-        """The events people hear of: while a hold covers an incident's check, all but its
-        resolution are muted, each recorded in the incident's timeline."""
-        now = self._clock.now()
-        heard = []
+        """While a hold covers an incident's check, every event of it people would hear of but
+        its resolution is muted (no longer heard), each recorded in the incident's timeline."""
+        now = self._now
+        decided = []
         for event in events:
-            hold = None if event.kind is IncidentEventKind.RESOLVED else self._hold_reason(event.incident.check, now)
+            muting = event.heard and event.kind is not IncidentEventKind.RESOLVED
+            hold = self._hold_reason(event.incident.check, now) if muting else None
             if hold is None:
-                heard.append(event)
+                decided.append(event)
                 continue
             incident = self._open.get(event.incident.key)
             if incident is not None:
                 incident.record(now, "muted", f"{self._notice(event)} not sent: {hold}")
                 self._save(incident)
-        return heard
+            decided.append(replace(event, heard=False))
+        return decided
 
     @staticmethod
     def _notice(event: IncidentEvent) -> str:
@@ -469,14 +563,16 @@ class IncidentManager:
     # Time
 
     def tick(
-        self, silences: Iterable[Silence], acknowledgements: Iterable[Acknowledgement] = ()
+        self, now: datetime, silences: Iterable[Silence], acknowledgements: Iterable[Acknowledgement] = ()
     ) -> list[IncidentEvent]:
-        """What time alone decides: acknowledgements left by the CLI, pages held by silences
-        that ended, escalations, response-time breaches and status updates."""
+        """What time alone decides: acknowledgements left by the CLI, the API or Slack, pages
+        held by silences that ended, escalations, response-time breaches and status updates.
+        Further failing runs' changes go into the change too (see `flush`)."""
+        self._now = now
         return self._unmuted(self._tick(list(silences), acknowledgements))
 
     def _tick(self, silences: list[Silence], acknowledgements: Iterable[Acknowledgement]) -> list[IncidentEvent]:
-        now = self._clock.now()
+        now = self._now
         self.flush()
         self._silences = silences
         events = self._apply_requested_acknowledgements(acknowledgements)
@@ -509,8 +605,8 @@ class IncidentManager:
             incident.escalation_level = level.level
             why = f"not acknowledged {format_duration(level.after)} after the page"
             incident.record(now, "escalated", f"escalated to level {level.level} ({level.role}): {why}")
-            self._log.write(now, "escalated", incident, f"level {level.level} ({level.role}): {why}")
-            events.append(self._event(IncidentEventKind.ESCALATED, incident, level=level))
+            log = ("escalated", f"level {level.level} ({level.role}): {why}")
+            events.append(self._event(IncidentEventKind.ESCALATED, incident, level=level, log=log))
         return events
 
     def _check_response(self, incident: Incident, now: datetime) -> list[IncidentEvent]:
@@ -522,8 +618,7 @@ class IncidentManager:
         incident.response_breached_at = now
         text = f"not acknowledged within the {incident.severity.value} response time of {format_duration(response)}"
         incident.record(now, "response_breached", text)
-        self._log.write(now, "response time breached", incident, text)
-        return [self._event(IncidentEventKind.RESPONSE_BREACHED, incident)]
+        return [self._event(IncidentEventKind.RESPONSE_BREACHED, incident, log=("response time breached", text))]
 
     def _status_update(self, incident: Incident, now: datetime) -> list[IncidentEvent]:
         last = incident.last_update_at or incident.paged_at
@@ -543,61 +638,75 @@ class IncidentManager:
         incident.record(now, "status_update", f"status update sent (Status: {status})")
         return [self._event(IncidentEventKind.STATUS_UPDATE, incident, status=status, progress=progress)]
 
-    def initial_alert(self, incident: Incident) -> IncidentEvent:
+    def initial_alert(self, incident: Incident, now: datetime) -> IncidentEvent:
         """The OPENED event of an incident already paged (see Pipeline.announce_unannounced)."""
+        self._now = now
         return self._event(IncidentEventKind.OPENED, incident)
 
     # Acknowledgement
 
-    def acknowledge(self, incident_id: int, by: str, note: str = "") -> tuple[Incident | None, list[IncidentEvent]]:
+    def acknowledge(
+        self, incident_id: int, by: str, now: datetime, note: str = ""
+    ) -> tuple[Incident | None, list[IncidentEvent]]:
         """Acknowledge an open incident: escalation stops. Unknown or resolved: (None, [])."""
+        self._now = now
         incident = next((i for i in self._open.values() if i.id == incident_id), None)
         if incident is None:
             return None, []
         if incident.acknowledged:
             return incident, []
-        now = self._clock.now()
+        now = self._now
         incident.acknowledged_at = now
         incident.acknowledged_by = by
         incident.acknowledgement_note = note or None
         text = f"acknowledged by {by}" + (f": {note}" if note else "")
         incident.record(now, "acknowledged", text)
-        self._log.write(now, "acknowledged", incident, text)
         self._save(incident)
-        events = [self._event(IncidentEventKind.ACKNOWLEDGED, incident)] if incident.paged else []
-        return incident, self._unmuted(events)
+        event = self._event(IncidentEventKind.ACKNOWLEDGED, incident, heard=incident.paged, log=("acknowledged", text))
+        return incident, self._unmuted([event])
 
     def _apply_requested_acknowledgements(self, requests: Iterable[Acknowledgement]) -> list[IncidentEvent]:
         events: list[IncidentEvent] = []
         for request in requests:
-            events += self.acknowledge(request.incident_id, request.by, request.note)[1]
+            events += self.acknowledge(request.incident_id, request.by, self._now, request.note)[1]
             self._change.acknowledgements_applied.append(request.seq)
         return events
 
     # Diagnosis context and notes from outside the check flow (monitor/context)
 
     def attach_context(
-        self, found: Incident, context: IncidentContext, text: str, earlier: list[TimelineEvent]
-    ) -> Incident | None:
+        self, found: Incident, context: IncidentContext, text: str, earlier: list[TimelineEvent], now: datetime
+    ) -> list[IncidentEvent]:
         """Store an incident's context once, with one timeline entry, and the `earlier` events
-        (changes before it opened) in time order; None when already attached."""
+        (changes before it opened) in time order; nothing when already attached."""
+        self._now = now
         incident = self.live(found)
         if incident.context is not None:
-            return None
+            return []
         incident.context = context
         incident.timeline = sorted([*incident.timeline, *earlier], key=lambda event: event.at)
-        incident.record(self._clock.now(), "context", text)
+        incident.record(now, "context", text)
         self._save(incident)
-        return incident
+        return [self._event(IncidentEventKind.ANNOTATED, incident, heard=False)]
 
-    def annotate(self, found: Incident, kind: str, text: str, at: datetime | None = None) -> Incident:
+    def annotate(self, found: Incident, kind: str, text: str, at: datetime) -> IncidentEvent:
         """A timeline entry and an incidents.log line (`Incident <kind> - ...`) from outside the check flow."""
         incident = self.live(found)
-        moment = at or self._clock.now()
-        incident.record(moment, kind, text)
-        self._log.write(moment, kind, incident, text)
+        incident.record(at, kind, text)
         self._save(incident)
-        return incident
+        return replace(self._event(IncidentEventKind.ANNOTATED, incident, heard=False, log=(kind, text)), at=at)
+
+    def adopt(self, adopted: dict[int, Incident]) -> None:
+        """Incidents another writer opened first under the same key stand for the ones this core
+        opened (RecordOutcome.adopted, keyed by this core's ids)."""
+        for mine, theirs in adopted.items():
+            if theirs.id == mine:
+                continue  # this core's own incident, written by an earlier attempt
+            incident = self._open.get(theirs.key)
+            if incident is not None and incident.id == mine:
+                self._remove_open(incident)
+            if theirs.is_open and theirs.key not in self._open:
+                self._add_open(theirs)
 
     def find_open(self, incident_id: int) -> Incident | None:
         return next((i for i in self._open.values() if i.id == incident_id), None)
@@ -615,6 +724,8 @@ class IncidentManager:
         level: EscalationLevel | None = None,
         status: str | None = None,
         progress: tuple[str, ...] = (),
+        heard: bool = True,
+        log: tuple[str, str] | None = None,
     ) -> IncidentEvent:
         # A snapshot for the notifier: the lists are copied, their items (strings, timeline
         # entries that are only ever appended) are immutable; a deep copy cost 0.3 ms.
@@ -625,7 +736,7 @@ class IncidentManager:
                 "impacted": list(incident.impacted),
             }
         )
-        return IncidentEvent(kind, snapshot, previous_severity, level, status, progress)
+        return IncidentEvent(kind, snapshot, self._now, previous_severity, level, status, progress, heard, log)
 
 
 def reached_levels(config: Config, incident: Incident) -> Iterable[EscalationLevel]:
