@@ -38,7 +38,7 @@ from monitor.history.api import add_history_routes
 from monitor.history.service import History
 from monitor.history.store import SqliteHistoryStore
 from monitor.metrics import MonitorMetrics
-from monitor.model import Incident, Status
+from monitor.model import Incident, Severity, Status
 from monitor.ping_api import add_ping_routes
 from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
@@ -314,6 +314,16 @@ class Daemon:
                 log.warning("daemon.final_writes_rejected", reason="another replica leads")
         if self.replicated:
             self.store.forget_waiting()
+            self._forget_leader_series()
+
+    def _forget_leader_series(self) -> None:
+        """A standby exports its own series: not the checks' and incidents' of a term that ended
+        (Prometheus would hear two replicas report the same check)."""
+        for name in self.config.checks:
+            self.metrics.forget_check(name)
+        for severity in Severity:
+            self.metrics.incidents_open.labels(severity=severity.value).set(0)
+        self.cluster_metrics.outbox_oldest_pending.set(0)
 
     def _started(self) -> None:
         self.ready = self._has_started = True

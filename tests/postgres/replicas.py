@@ -27,15 +27,16 @@ STATE_VARIABLE = "HM_TEST_STATE_DSN"
 
 
 class Target:
-    """A health endpoint that is up or down as the test says; counts the runs it answered."""
+    """A health endpoint that is up or down as the test says; when each run reached it."""
 
     def __init__(self) -> None:
         self.healthy = True
-        self.runs = 0
+        self.runs: list[float] = []
+        """time.monotonic() of each request."""
 
     def app(self) -> web.Application:
         async def health(_: web.Request) -> web.Response:
-            self.runs += 1
+            self.runs.append(time.monotonic())
             return web.Response(status=200 if self.healthy else 503, text="ok" if self.healthy else "down")
 
         app = web.Application()
@@ -85,13 +86,27 @@ class Receivers:
 
 
 def config_text(target_port: int, receivers_port: int, lease: float, escalate_after: str = "30s",
-                interval: str = "200ms") -> str:
+                interval: str = "200ms", checks: int = 1, sqlite: bool = False) -> str:
+    """`checks` HTTP checks of the target (api, api-2, ...), paging Slack and PagerDuty, escalating
+    to a webhook; the state on PostgreSQL (replicas), or in a SQLite file (one process)."""
+    state = 'state_path = "state/health-monitor.db"' if sqlite else (
+        f'state_dsn_env = "{STATE_VARIABLE}"\nleader_lease = "{lease:g}s"'
+    )
     base = f"http://127.0.0.1:{receivers_port}"
-    return f"""
+    more = "".join(
+        f"""
+[checks.api-{number}]
+type = "http"
+url = "http://127.0.0.1:{target_port}/health"
+interval = "{interval}"
+timeout = "1s"
+"""
+        for number in range(2, checks + 1)
+    )
+    return more + f"""
 [monitor]
 name = "ha"
-state_dsn_env = "{STATE_VARIABLE}"
-leader_lease = "{lease:g}s"
+{state}
 incident_log = "incidents.log"
 postmortem_dir = "postmortems"
 shutdown_grace = "2s"

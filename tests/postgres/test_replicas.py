@@ -114,6 +114,9 @@ async def test_a_paused_leader_steps_down_its_late_writes_rejected_and_nothing_i
             return "health_monitor_leader 0.0" in metrics
 
         await wait_for(stepped_down, f"{leader} to step down after SIGCONT", within=10)
+        _, metrics = await paused.get("/metrics")
+        assert 'health_monitor_check_up{check="api"}' not in metrics, "a standby exports no check it does not run"
+        assert 'health_monitor_check_up{check="api"}' in (await made.replicas[successor].get("/metrics"))[1]
         await asyncio.sleep(2.0)
         assert await made.leader() == successor
         receivers = made.receivers
