@@ -165,8 +165,6 @@ async def measure(server: Server, args: argparse.Namespace) -> None:
         handovers, kills = await elector_failovers(dsn, args)
     with tempfile.TemporaryDirectory() as directory:
         daemons = await daemon_failovers(server, args, Path(directory) / "failover")
-        (Path(directory) / "sqlite").mkdir()
-        (Path(directory) / "postgres").mkdir()
         on_sqlite = await cpu_per_check(server, args, Path(directory) / "sqlite", sqlite=True)
         on_postgres = await cpu_per_check(server, args, Path(directory) / "postgres", sqlite=False)
     poll = min(args.lease / 3, 5.0)

@@ -52,7 +52,7 @@ class SqliteStore:
     async def _run(self, call: Callable[..., T], *args: object) -> T:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._thread, partial(call, *args))
-        except (sqlite3.ProgrammingError, sqlite3.IntegrityError):  # a mistake in our code, not in the file
+        except sqlite3.ProgrammingError:  # a mistake in our code, not in the file
             raise
         except (sqlite3.DatabaseError, OSError) as exc:  # a full disk, an I/O error, a lock held too long
             raise StoreUnavailable(str(exc)) from exc

@@ -14,10 +14,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
-from monitor.migrations import Migration
 from monitor.model import Incident
+
+if TYPE_CHECKING:  # the incident core imports this module, and must not import sqlite3
+    from monitor.migrations import Migration
 
 DeliveryState = Literal["pending", "sent", "dead", "shed"]
 
@@ -174,7 +176,7 @@ class StateStore(Protocol):
     """Where the state is, for messages and /readyz: a path, or a DSN without its password."""
 
     @property
-    def migrated(self) -> list[Migration]:
+    def migrated(self) -> list["Migration"]:
         """The schema migrations that opening this store applied (none when it was up to date)."""
         ...
 

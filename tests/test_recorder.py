@@ -14,11 +14,16 @@ from monitor.pipeline import Pipeline
 from monitor.runner import RunResult
 from monitor.sqlite_file import SqliteFile
 from monitor.sqlite_store import SqliteStore
-from monitor.store import CheckMemory, OutboxEntry, RecordOutcome, StateChange
+from monitor.store import CheckMemory, OutboxEntry, RecordOutcome, StateChange, StoreUnavailable
 from monitor.store_guard import GuardedStore
 from tests.fakes import START, FakeClock
 from tests.incident_harness import DOWN, Harness, http_check, write_config
 from tests.store_doubles import FillableStore
+
+
+class Crash(Exception):
+    pass
+
 
 FAIL_ON_OUTBOX = (
     "CREATE TRIGGER fail_on_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
@@ -39,8 +44,17 @@ async def test_a_crash_half_way_through_a_record_leaves_nothing_of_the_decision(
     with sqlite3.connect(state) as db:
         db.execute(FAIL_ON_OUTBOX)
 
-    with pytest.raises(sqlite3.IntegrityError, match="disk I/O error"):
-        await harness.observe("api", [DOWN])  # the incident row went in before the outbox insert failed
+    real_record = harness.pipeline.store.inner.record
+
+    async def crash_half_way(change: StateChange) -> RecordOutcome:
+        try:
+            return await real_record(change)  # the incident row goes in before the outbox insert fails
+        except StoreUnavailable as failed:
+            raise Crash("the process died in the middle of the record") from failed
+
+    harness.pipeline.store.inner.record = crash_half_way  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        await harness.observe("api", [DOWN])
 
     assert (rows(state, "incidents"), rows(state, "outbox"), rows(state, "check_memories")) == (0, 0, 0)
     assert harness.sinks["oncall"].received == [], "nothing is sent of a decision that was not recorded"

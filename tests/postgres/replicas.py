@@ -275,7 +275,7 @@ async def scene(dsn: str, directory: Path, lease: float = 3.0, **config: Any) ->
     for server in servers:
         await server.start_server()
     path = directory / "monitor.toml"
-    (directory / "state").mkdir(exist_ok=True)  # the history's file (still SQLite), beside the config
+    (directory / "state").mkdir(parents=True, exist_ok=True)  # the history's file (still SQLite), beside the config
     assert servers[0].port is not None and servers[1].port is not None
     path.write_text(config_text(servers[0].port, servers[1].port, lease, **config))
     made = Scene(dsn, directory, target, receivers, path, servers[1].port)
