@@ -4,6 +4,7 @@ Opening the file brings its schema to the current version (`monitor.migrations`)
 
 import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,6 +52,23 @@ def _open_error(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"cannot open the state store {path}: {cause}"
 
 
+WAL_SWITCH_TRIES = 100
+
+
+def _use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. Switching needs the file to itself for a moment and SQLite
+    answers 'database is locked' at once, without its busy timeout, while another process
+    opening the same new file reads it: so a few tries, 10 ms apart."""
+    for attempt in range(WAL_SWITCH_TRIES):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES - 1:
+                raise
+            time.sleep(0.01)
+
+
 class SqliteFile:
     """One SQLite file in WAL mode, so the CLI can read while the daemon writes. Not thread-safe:
     one thread at a time (SqliteStore gives it one of its own)."""
@@ -70,7 +88,7 @@ class SqliteFile:
                 self.migrated = apply_migrations(self._db)
                 """The migrations this open applied (none when the file was up to date)."""
                 # After the migrations: a file refused for its version is left as it was.
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(self._db)
         except sqlite3.DatabaseError as exc:
             raise StoreError(_open_error(self.path, exc)) from None
         except SchemaTooNew as exc:

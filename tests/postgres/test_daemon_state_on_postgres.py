@@ -15,27 +15,14 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
 
 from tests.alerting_helpers import Receiver
 from tests.net import free_port
 from tests.postgres.helpers import wait_for
 from tests.postgres.pg_server import APP, Cluster
+from tests.test_end_to_end import Target
 
 STATE_VARIABLE = "HM_TEST_STATE_DSN"
-
-
-class Target:
-    def __init__(self) -> None:
-        self.healthy = True
-
-    def app(self) -> web.Application:
-        async def health(_: web.Request) -> web.Response:
-            return web.Response(status=200 if self.healthy else 503, text="ok" if self.healthy else "down")
-
-        app = web.Application()
-        app.router.add_get("/health", health)
-        return app
 
 
 @dataclass
@@ -77,7 +64,7 @@ listen = "127.0.0.1:{port}"
 
 [checks.api]
 type = "http"
-url = "http://127.0.0.1:{target_port}/health"
+url = "http://127.0.0.1:{target_port}/api/health"
 interval = "200ms"
 timeout = "1s"
 failure_threshold = 2
