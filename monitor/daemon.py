@@ -50,7 +50,7 @@ from monitor.side_stores import SideStores, open_side_stores
 from monitor.slack_endpoints import add_slack_routes
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
-from monitor.store import Silence, StaleEpoch, prune_expired
+from monitor.store import Silence, StaleEpoch, StoreUnavailable, prune_expired
 from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
@@ -115,6 +115,8 @@ class Daemon:
         self._refreshed_at: dict[str, float] = {}
         self._term: Term | None = None
         """The term this process leads, while it does."""
+        self._term_pipeline: Pipeline | None = None
+        """The pipeline the current term opened (closed when the term ends)."""
         self._leading = asyncio.Event()
         """Set once the current term's work is running (its pipeline open, its checks started)."""
         self._graceful = False
@@ -278,9 +280,15 @@ class Daemon:
     async def _take_lead(self) -> None:
         config = self.config
         self.store.on_stale = self._on_stale
-        self.pipeline = await Pipeline.open(
+        if self.replicated:
+            await self.store.retry()  # a problem from before this term is not this term's
+        pipeline = await Pipeline.open(
             config, self.store, self._sinks, self.metrics, self.clock, self.http, self._epoch
         )
+        self.pipeline = self._term_pipeline = pipeline
+        if self.replicated and self.store.problem is not None:
+            # A read that failed answered empty: leading on it would page open incidents again.
+            raise StoreUnavailable(f"the state to lead from could not be read: {self.store.problem}")
         self.incidents = self.pipeline.incidents
         self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
         self.pipeline.route = self.context.route
@@ -302,8 +310,9 @@ class Daemon:
         """Stop all of the term's work: nothing of it runs once this returns."""
         self.context.lead(None)
         await self._cancel_leader_tasks()
+        self._refreshed_at.clear()  # a next term refreshes the sinks that forget (Alertmanager) at once
         await self._stop_checks()
-        pipeline = getattr(self, "pipeline", None)
+        pipeline, self._term_pipeline = self._term_pipeline, None
         if pipeline is not None:
             grace = self.config.monitor.shutdown_grace
             if self.replicated:

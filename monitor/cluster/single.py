@@ -73,7 +73,7 @@ class SingleProcess:
         membership: SqliteMembership | None,
         clock: Clock,
         metrics: ClusterMetrics,
-        listener: RoleListener | None = None,
+        listener: RoleListener,
     ) -> None:
         self.node = node
         self._membership = membership
@@ -93,8 +93,7 @@ class SingleProcess:
         self._metrics.role_changed(True, 0)
         if self._membership is not None:
             self._heartbeat = asyncio.create_task(self._beat_forever(self._membership), name="cluster:membership")
-        if self._listener is not None:
-            await self._listener.promoted(self.term)
+        await self._listener.promoted(self.term)
 
     async def view(self) -> ClusterView:
         now = self._clock.now()
@@ -104,8 +103,7 @@ class SingleProcess:
         return ClusterView(mode="single", leader=self.node, epoch=0, since=self._started_at, members=(me,))
 
     async def aclose(self) -> None:
-        if self._listener is not None:
-            await self._listener.demoted(self.term, "stopping")
+        await self._listener.demoted(self.term, "stopping")
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)

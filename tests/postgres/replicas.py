@@ -24,6 +24,7 @@ from tests.postgres.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 STATE_VARIABLE = "HM_TEST_STATE_DSN"
+API_TOKEN = "test-api-token-0123456789"
 
 
 class Target:
@@ -111,6 +112,9 @@ incident_log = "incidents.log"
 postmortem_dir = "postmortems"
 shutdown_grace = "2s"
 
+[server]
+api_token_env = "HM_TEST_API_TOKEN"
+
 [checks.api]
 type = "http"
 url = "http://127.0.0.1:{target_port}/health"
@@ -169,6 +173,12 @@ class Replica:
         async with aiohttp.ClientSession() as session, session.get(self.url(path)) as response:
             return response.status, await response.text()
 
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, str]:
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with aiohttp.ClientSession() as session, session.post(self.url(path), json=body,
+                                                                    headers=headers) as response:
+            return response.status, await response.text()
+
     async def answers(self, path: str, status: int) -> bool:
         try:
             return (await self.get(path))[0] == status
@@ -214,6 +224,7 @@ class Scene:
             "HM_TEST_PD_KEY": "routing-key-0123456789abcdef0123",
             "HM_TEST_LEAD_WEBHOOK": f"{base}/lead",
             "HM_TEST_SLOW_WEBHOOK": f"{base}/slow",
+            "HM_TEST_API_TOKEN": API_TOKEN,
         }
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "monitor", "run", "--config", str(self.config), cwd=workdir, env=env,
