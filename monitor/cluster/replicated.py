@@ -38,7 +38,7 @@ class Replicated:
 
     async def start(self) -> None:
         """Campaign from now on; a standby until the lease is won (the listener hears it)."""
-        self._metrics.role_changed(False, 0)
+        self._metrics.leader.set(0)
         self.elector.start()
 
     async def view(self) -> ClusterView:
