@@ -379,7 +379,7 @@ class Daemon:
             for name in new.checks:
                 if name in changed or name not in old.checks:
                     built.append(self._create_check(name, new))
-            kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
+            kept = {n: s for n, s in self._sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
             sinks = self._build_sinks(new, keep=kept)
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; the old config stays
             for check in built:
