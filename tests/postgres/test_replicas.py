@@ -172,15 +172,28 @@ async def test_after_pg_terminate_backend_on_the_leaders_connections_one_replica
         assert len(made.receivers.slack(RESOLVED)) == 1
 
 
-async def test_a_clean_sigterm_of_the_leader_hands_over_within_2_seconds(dsn: str, tmp_path: Path) -> None:
+async def test_a_clean_sigterm_of_the_leader_hands_over_within_2_seconds_to_a_standby_that_reloaded(
+    dsn: str, tmp_path: Path
+) -> None:
     async with scene(dsn, tmp_path, LEASE) as made:
         leader = await three_replicas(made)
+        target = made.config.read_text().split('url = "', 1)[1].split('"', 1)[0]
+        made.config.write_text(made.config.read_text() + f'\n[checks.added]\ntype = "http"\nurl = "{target}"\n')
+        for node, replica in made.replicas.items():
+            if node != leader:
+                replica.signal(signal.SIGHUP)  # a standby reloads too: it leads with the file as it is now
+        await asyncio.sleep(1.0)
         process = made.replicas[leader].process
         process.send_signal(signal.SIGTERM)
         stopped = time.monotonic()
-        await made.wait_for_leader(within=2.0, other_than=leader)
+        successor = await made.wait_for_leader(within=2.0, other_than=leader)
         assert time.monotonic() - stopped <= 2.0
         assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+
+        async def runs_the_added_check() -> bool:
+            return 'health_monitor_check_up{check="added"}' in (await made.replicas[successor].get("/metrics"))[1]
+
+        await wait_for(runs_the_added_check, f"{successor} to run the check its reload added", within=15)
 
 
 async def test_a_notification_in_flight_to_a_slow_receiver_when_the_leader_dies_arrives_at_most_twice(
