@@ -225,7 +225,8 @@ class Daemon:
         monitor = self.config.monitor
         dsn = monitor.state_dsn_value
         if dsn is None:
-            membership = self.side.membership if isinstance(self.side.membership, SqliteMembership) else None
+            membership = self.side.membership
+            assert isinstance(membership, SqliteMembership)  # open_side_stores: SQLite with the state
             return SingleProcess(monitor.node_name, membership, self.clock, self.cluster_metrics, self)
         return Replicated(
             dsn, monitor.node_name, monitor.leader_lease, self, self.side.membership, self.clock, self.cluster_metrics

@@ -7,7 +7,7 @@ from monitor.clock import Clock
 from monitor.cluster.elector import Elector, RoleListener
 from monitor.cluster.lease import LeaseTiming
 from monitor.cluster.metrics import ClusterMetrics
-from monitor.cluster.model import ClusterView, Term
+from monitor.cluster.model import ClusterView
 from monitor.cluster.view import ClusterMembers
 
 
@@ -22,7 +22,6 @@ class Replicated:
         clock: Clock,
         metrics: ClusterMetrics,
     ) -> None:
-        self.node = node
         self._clock = clock
         self._membership = membership
         self._metrics = metrics
@@ -31,10 +30,6 @@ class Replicated:
     @property
     def leading(self) -> bool:
         return self.elector.leading
-
-    @property
-    def term(self) -> Term | None:
-        return self.elector.term
 
     async def start(self) -> None:
         """Campaign from now on; a standby until the lease is won (the listener hears it)."""
