@@ -3,9 +3,7 @@ local target and local receivers that record every POST: for tests/postgres/test
 and bench/bench_failover.py."""
 
 import asyncio
-import contextlib
 import os
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.net import free_port
+from tests.postgres.cluster_helpers import Signalled
 from tests.postgres.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,7 +150,7 @@ notify = ["lead"]
 """
 
 
-class Replica:
+class Replica(Signalled):
     """One `health-monitor run` process; its log (stderr) kept for failure messages."""
 
     def __init__(self, node: str, process: asyncio.subprocess.Process, port: int) -> None:
@@ -184,17 +183,6 @@ class Replica:
             return (await self.get(path))[0] == status
         except (aiohttp.ClientError, OSError):
             return False
-
-    def signal(self, number: signal.Signals) -> None:
-        self.process.send_signal(number)
-
-    async def finish(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGCONT)
-                self.process.kill()
-        await self.process.wait()
-        await self._reader
 
 
 class Scene:
