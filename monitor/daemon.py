@@ -1,4 +1,12 @@
-"""The daemon: wires config, scheduler, incidents, dispatcher and server, and owns their lifetimes."""
+"""The daemon: wires config, scheduler, incidents, dispatcher and server, and owns their lifetimes.
+
+What only the leader does (checks and heartbeat judging, the incident core's tick: escalation,
+status updates, acknowledgements, silences; delivery; retention; the history flush) is one
+term's work (`_lead`), started when the cluster promotes this process and stopped, all of it,
+when the term ends. A SQLite setup is one process promoted at once (`SingleProcess`); with the
+state on PostgreSQL the elector promotes and demotes it (`Replicated`). A standby keeps the
+config, serves /metrics, /healthz, /readyz, the read API and the status page from the shared
+store, takes pings, and writes acknowledgements to the store for the leader to apply."""
 
 import asyncio
 import signal
@@ -18,7 +26,10 @@ from monitor import __version__, gc_policy, registry, systemd
 from monitor.clock import Clock, SystemClock
 from monitor.cluster.api import add_cluster_routes
 from monitor.cluster.metrics import ClusterMetrics
+from monitor.cluster.model import Term
+from monitor.cluster.replicated import Replicated
 from monitor.cluster.single import SingleProcess, SqliteMembership
+from monitor.cluster.supervisor import RoleSupervisor
 from monitor.config import Config, ConfigError, MaintenanceWindow, load_config
 from monitor.context.api import add_context_routes
 from monitor.context.service import ContextService
@@ -27,7 +38,7 @@ from monitor.history.service import History
 from monitor.history.stores import open_history_store
 from monitor.incident_desk import DaemonDesk
 from monitor.metrics import MonitorMetrics
-from monitor.model import Incident, Status
+from monitor.model import Incident, Severity, Status
 from monitor.ping_api import add_ping_routes
 from monitor.pings import PingLedger
 from monitor.pipeline import Pipeline
@@ -39,7 +50,7 @@ from monitor.server import HEALTHY_HEARTBEAT_AGE_SECONDS, build_app
 from monitor.side_stores import SideStores, open_side_stores
 from monitor.status_page import LastRun
 from monitor.status_routes import add_status_routes
-from monitor.store import Silence, prune_expired
+from monitor.store import Silence, StaleEpoch, StoreUnavailable, prune_expired
 from monitor.store_factory import open_state_store
 from monitor.store_guard import GuardedStore
 from monitor.wording import counted
@@ -49,6 +60,11 @@ log = structlog.get_logger("monitor.daemon")
 TICK_SECONDS = 1.0
 MAINTENANCE_SECONDS = 60.0
 """How often finished outbox rows and resolved incidents past `[monitor] retention` are pruned."""
+OUTBOX_AGE_SECONDS = 5.0
+"""How often the leader reads the age of the oldest pending delivery."""
+HANDOVER_GRACE = 1.0
+"""A replica stopping cleanly gives its queued notifications this long (at most `shutdown_grace`)
+before it resigns; what is left stays pending in the outbox for the next leader."""
 
 
 def register_secrets(config: Config) -> None:
@@ -94,8 +110,17 @@ class Daemon:
         self._history_flusher: asyncio.Task[None] | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._outbox_watcher: asyncio.Task[None] | None = None
         self._refreshing: dict[str, asyncio.Task[None]] = {}
         self._refreshed_at: dict[str, float] = {}
+        self._term: Term | None = None
+        """The term this process leads, while it does."""
+        self._term_pipeline: Pipeline | None = None
+        """The pipeline the current term opened (closed when the term ends)."""
+        self._leading = asyncio.Event()
+        """Set once the current term's work is running (its pipeline open, its checks started)."""
+        self._graceful = False
+        self.replicated = config.monitor.state_dsn_value is not None
         self.last_runs: dict[str, LastRun] = {}
         """Each check's latest result, for the status page."""
         register_secrets(config)
@@ -106,7 +131,18 @@ class Daemon:
     heartbeats: PingLedger
     scheduler: Scheduler
 
+    @property
+    def leading(self) -> bool:
+        return self._leading.is_set()
+
+    @property
+    def sinks(self) -> dict[str, Sink]:
+        return dict(self._sinks)
+
     def heartbeat_age(self) -> float:
+        """How late the scheduler's heartbeat is; 0 on a standby, which runs no checks."""
+        if not self.leading:
+            return 0.0
         return self.clock.monotonic() - self.scheduler.last_heartbeat
 
     @property
@@ -155,20 +191,15 @@ class Daemon:
             self.history = History(history_store, self.clock, self._holds, self.metrics.checks.set_uptime)
             stack.push_async_callback(self.history.store.close)
             stack.push_async_callback(self._flush_history)
-            sinks = self._build_sinks(self.config)
-            self.pipeline = await Pipeline.open(self.config, self.store, sinks, self.metrics, self.clock, self.http)
-            stack.push_async_callback(self._close_pipeline)
-            self.incidents = self.pipeline.incidents
-            self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
-            self.context = ContextService(self.config, self.pipeline, self.http, self.clock, self.side.journal)
-            stack.push_async_callback(self.context.close)
-            self.pipeline.route = self.context.route
-            await self.pipeline.announce_unannounced()
+            self._sinks = self._build_sinks(self.config)
+            stack.push_async_callback(self._close_sinks)
             self.scheduler = Scheduler(self.clock, self.metrics, self.config.monitor.concurrency, self._on_result)
-            cluster_metrics = ClusterMetrics(self.metrics.shared)
-            membership = self.side.membership if isinstance(self.side.membership, SqliteMembership) else None
-            self.cluster = SingleProcess(self.config.monitor.node_name, membership, self.clock, cluster_metrics)
-            stack.push_async_callback(self.cluster.aclose)
+            self.context = ContextService(self.config, None, self.http, self.clock, self.side.journal)
+            stack.push_async_callback(self.context.close)
+            self._supervisor = RoleSupervisor({"leader": self._lead}, self.clock)
+            stack.push_async_callback(self._supervisor.aclose)
+            self.cluster_metrics = ClusterMetrics(self.metrics.shared)
+            self.cluster = self._cluster()
             app = build_app(self)
             add_context_routes(app, self)
             add_cluster_routes(app, self.cluster)
@@ -180,23 +211,130 @@ class Daemon:
             await runner.setup()
             stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, self.config.server.host, self.config.server.port).start()
-            self.cluster.start()
-            self.scheduler.start()
-            stack.push_async_callback(self._stop_checks)
-            for name in self.config.checks:
-                await self._start_check(self._create_check(name, self.config), self.config)
-            self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
-            self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
-            await self.history.flush(self.config.checks)  # the uptimes kept from before, at once
-            self._history_flusher = asyncio.create_task(
-                self.history.flush_forever(lambda: self.config.checks), name="history:flush"
-            )
-            stack.push_async_callback(self._cancel_tasks)
+            stack.push_async_callback(self.cluster.aclose)  # the leader's work stops (and a replica resigns) first
+            await self.cluster.start()
+            if not self.replicated:
+                await self._wait_until_leading()
             gc_policy.freeze_now_and_after(self._first_runs_seconds())
             self._started()
             stack.callback(self._stopping)
             self._start_watchdog()
+            stack.push_async_callback(self._cancel_tasks)
             await self._stop.wait()
+
+    def _cluster(self) -> SingleProcess | Replicated:
+        monitor = self.config.monitor
+        dsn = monitor.state_dsn_value
+        if dsn is None:
+            membership = self.side.membership
+            assert isinstance(membership, SqliteMembership)  # open_side_stores: SQLite with the state
+            return SingleProcess(monitor.node_name, membership, self.clock, self.cluster_metrics, self)
+        return Replicated(
+            dsn, monitor.node_name, monitor.leader_lease, self, self.side.membership, self.clock, self.cluster_metrics
+        )
+
+    async def _wait_until_leading(self) -> None:
+        """A single process starts reporting once its checks run (or it is asked to stop)."""
+        leading = asyncio.ensure_future(self._leading.wait())
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({leading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            leading.cancel()
+            stopping.cancel()
+
+    # Roles (the cluster's RoleListener)
+
+    async def promoted(self, term: Term) -> None:
+        self._term = term
+        self._graceful = False
+        await self._supervisor.promoted(term)
+
+    async def demoted(self, term: Term, reason: str) -> None:
+        self._graceful = reason == "stopping"
+        await self._supervisor.demoted(term, reason)
+        if self._term is term:
+            self._term = None
+
+    def _epoch(self) -> int | None:
+        """Stamped on every leader-only write: the term's epoch; 0 (never current: an election
+        makes it at least 1) when no term runs, so that a late write changes nothing."""
+        if not self.replicated:
+            return None
+        return self._term.epoch if self._term is not None else 0
+
+    def _on_stale(self, _exc: StaleEpoch) -> None:
+        if self._term is not None:
+            self._term.stale()
+
+    async def _lead(self, term: Term) -> None:
+        """One term's leader work, from what the store holds; until the term ends (cancelled)."""
+        try:
+            await self._take_lead()
+            self._leading.set()
+            log.info("daemon.leading", node=term.node, epoch=term.epoch, checks=len(self.config.checks),
+                     open_incidents=len(self.incidents.open_incidents))
+            await asyncio.Event().wait()
+        finally:
+            self._leading.clear()
+            await self._give_up_lead()
+
+    async def _take_lead(self) -> None:
+        config = self.config
+        self.store.on_stale = self._on_stale
+        if self.replicated:
+            await self.store.retry()  # a problem from before this term is not this term's
+        pipeline = await Pipeline.open(
+            config, self.store, self._sinks, self.metrics, self.clock, self.http, self._epoch
+        )
+        self.pipeline = self._term_pipeline = pipeline
+        if self.replicated and self.store.problem is not None:
+            # A read that failed answered empty: leading on it would page open incidents again.
+            raise StoreUnavailable(f"the state to lead from could not be read: {self.store.problem}")
+        self.incidents = self.pipeline.incidents
+        self.dispatcher, self.notifier = self.pipeline.dispatcher, self.pipeline.notifier
+        self.pipeline.route = self.context.route
+        self.context.lead(self.pipeline)
+        await self.pipeline.announce_unannounced()
+        self.scheduler.start()
+        for name in config.checks:
+            await self._start_check(self._create_check(name, config), config)
+        self._ticker = asyncio.create_task(self._tick_forever(), name="incidents:tick")
+        self._maintainer = asyncio.create_task(self._maintain_forever(), name="store:maintenance")
+        if self.replicated:
+            self._outbox_watcher = asyncio.create_task(self._watch_outbox_forever(), name="outbox:age")
+        await self.history.flush(config.checks)  # the uptimes kept from before, at once
+        self._history_flusher = asyncio.create_task(
+            self.history.flush_forever(lambda: self.config.checks), name="history:flush"
+        )
+
+    async def _give_up_lead(self) -> None:
+        """Stop all of the term's work: nothing of it runs once this returns."""
+        self.context.lead(None)
+        await self._cancel_leader_tasks()
+        self._refreshed_at.clear()  # a next term refreshes the sinks that forget (Alertmanager) at once
+        await self._stop_checks()
+        pipeline, self._term_pipeline = self._term_pipeline, None
+        if pipeline is not None:
+            grace = self.config.monitor.shutdown_grace
+            if self.replicated:
+                grace = min(grace, HANDOVER_GRACE) if self._graceful else 0.0
+            try:
+                await pipeline.close(grace, close_sinks=False)
+            except StaleEpoch:
+                log.warning("daemon.final_writes_rejected", reason="another replica leads")
+        if self.replicated:
+            self.store.forget_waiting()
+            self._forget_leader_series()
+
+    def _forget_leader_series(self) -> None:
+        """A standby exports its own series: not the checks' and incidents' of a term that ended
+        (Prometheus would hear two replicas report the same check)."""
+        for name in self.config.checks:
+            self.metrics.forget_check(name)
+        for severity in Severity:
+            self.metrics.incidents_open.labels(severity=severity.value).set(0)
+        self.cluster_metrics.outbox_oldest_pending.set(0)
 
     def _started(self) -> None:
         self.ready = self._has_started = True
@@ -206,7 +344,7 @@ class Daemon:
             listen=self.config.server.listen,
             checks=len(self.config.checks),
             sinks=len(self.config.sinks),
-            open_incidents=len(self.incidents.open_incidents),
+            role="leader" if self.leading else "standby",
         )
         systemd.ready(status=self._systemd_status())
 
@@ -243,7 +381,7 @@ class Daemon:
             for name in new.checks:
                 if name in changed or name not in old.checks:
                     built.append(self._create_check(name, new))
-            kept = {n: s for n, s in self.dispatcher.sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
+            kept = {n: s for n, s in self._sinks.items() if new.sinks.get(n) == old.sinks.get(n)}
             sinks = self._build_sinks(new, keep=kept)
         except Exception as exc:  # noqa: BLE001 - a plugin may raise anything; the old config stays
             for check in built:
@@ -252,17 +390,24 @@ class Daemon:
             log.error("config.reload_rejected", problems=[problem], keeping="the running configuration")
             return
         use_templates_dir(new.settings.alerting.templates_dir)
+        leading = self.leading
         for name in changed:
-            await (await self.scheduler.remove(name)).aclose()
+            if name in self.scheduler.checks:
+                await (await self.scheduler.remove(name)).aclose()
             if name not in new.checks:
                 self.metrics.forget_check(name)
                 self.last_runs.pop(name, None)
         self.config = new
         for check in built:
-            await self._start_check(check, new)
-        self.dispatcher.replace_sinks(sinks)
+            if leading:
+                await self._start_check(check, new)
+            else:
+                await check.aclose()  # built to prove the config; the next term creates its own
+        self._sinks = sinks
         self.context.update_config(new)
-        await self.pipeline.update_config(new)
+        if leading:
+            self.dispatcher.replace_sinks(sinks)
+            await self.pipeline.update_config(new)
         for key in ("listen", "duration_metric", "duration_buckets"):
             if getattr(new.server, key) != getattr(old.server, key):
                 log.warning("config.reload_needs_restart", key=f"server.{key}", running=getattr(old.server, key))
@@ -296,7 +441,21 @@ class Daemon:
         }
 
     async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None:
-        return await self.pipeline.acknowledge(incident_id, by, note)
+        """The leader applies it now; a standby writes it to the store for the leader to apply
+        at its next tick (the incident as it stands; None when it is not open)."""
+        if self.leading:
+            return await self.pipeline.acknowledge(incident_id, by, note)
+        incident = await self.store.get_incident(incident_id)
+        if incident is None or not incident.is_open:
+            return None
+        await self.store.request_acknowledgement(incident_id, self.clock.now(), by, note)
+        return incident
+
+    async def annotate(self, incident_id: int, kind: str, text: str) -> Incident | None:
+        """A timeline entry; on a standby none (the leader's timeline is the leader's to write)."""
+        if not self.leading:
+            return None
+        return await self.pipeline.annotate(incident_id, kind, text)
 
     @property
     def api_token(self) -> str | None:
@@ -375,17 +534,30 @@ class Daemon:
         checks, sinks = counted(len(config.checks), "check"), counted(len(config.sinks), "sink")
         return f"{checks}, {sinks}, listening on {config.server.listen}"
 
+    async def _watch_outbox_forever(self) -> None:
+        gauge = self.cluster_metrics.outbox_oldest_pending
+        while True:
+            oldest = await self.store.oldest_pending()
+            gauge.set(max((self.clock.now() - oldest).total_seconds(), 0.0) if oldest is not None else 0.0)
+            await self.clock.sleep_until(self.clock.monotonic() + OUTBOX_AGE_SECONDS)
+
+    async def _cancel_leader_tasks(self) -> None:
+        """Cancel the term's own tasks and wait until each has ended."""
+        tasks = [self._ticker, self._maintainer, self._history_flusher, self._outbox_watcher,
+                 *self._refreshing.values()]
+        await _cancel(tasks)
+
     async def _cancel_tasks(self) -> None:
         """Cancel the daemon's own tasks and wait until each has ended."""
-        tasks = [self._watchdog, self._ticker, self._maintainer, self._history_flusher, *self._refreshing.values()]
-        running = [task for task in tasks if task is not None and not task.done()]
-        for task in running:
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        await _cancel([self._watchdog])
+
+    async def _close_sinks(self) -> None:
+        for sink in self._sinks.values():
+            await sink.aclose()
 
     def _holds(self) -> tuple[list[Silence], list[MaintenanceWindow]]:
         """What history sets apart from uptime, read once per flush (the silences as of the last tick)."""
-        silences = self.pipeline.incidents.silences if hasattr(self, "pipeline") else []
+        silences = self.pipeline.incidents.silences if self.leading else []
         return silences, self.config.settings.maintenance
 
     async def _flush_history(self) -> None:
@@ -396,5 +568,10 @@ class Daemon:
         for check in await self.scheduler.stop():
             await check.aclose()
 
-    async def _close_pipeline(self) -> None:
-        await self.pipeline.close(self.config.monitor.shutdown_grace)
+
+
+async def _cancel(tasks: list[asyncio.Task[None] | None]) -> None:
+    running = [task for task in tasks if task is not None and not task.done()]
+    for task in running:
+        task.cancel()
+    await asyncio.gather(*running, return_exceptions=True)

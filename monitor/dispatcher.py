@@ -10,7 +10,13 @@ Each sink's queue serves the most severe first and is bounded (monitor/sink_queu
 sheds is recorded in the outbox as `shed`. Notifications of a kind that floods, waiting
 together, go out as one grouped message, and each incident it announces is recorded as
 delivered. The store may fail (a full disk): the dispatcher is handed a guarded store
-(monitor/store_guard.py) and delivers from memory; a worker never dies."""
+(monitor/store_guard.py) and delivers from memory; a worker never dies.
+
+Replicas share the outbox: before each attempt the worker claims the row (`StateStore.claim`,
+under the leader's epoch, for one attempt's time) and finishes it with the claim's token, so a
+leader that lost its term finishes nothing, and a row a dead leader had claimed waits for
+that claim to run out before the next leader sends it (at least once, twice at most: the
+attempt the dead leader had in flight). SQLite's claims are always granted."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -25,18 +31,24 @@ from monitor.clock import Clock
 from monitor.metrics import MonitorMetrics
 from monitor.scrub import scrub
 from monitor.sink_queue import DEFAULT_GROUP_AT, SinkQueue, priority
-from monitor.store import DeliveryState, OutboxEntry, StateStore
+from monitor.store import DeliveryState, Epoch, OutboxEntry, StaleEpoch, StateStore, no_epoch
 
 log = structlog.get_logger("monitor.dispatcher")
 
 _backoff = wait_exponential_jitter(initial=1, max=60)
 _SAFETY_MARGIN_SECONDS = 5.0
 _SHED_LOG_EVERY_SECONDS = 60.0
+CLAIM_POLL_SECONDS = 1.0
+"""How often a worker asks again for a row another replica's claim holds."""
+
+
+class ClaimLost(Exception):
+    """Between two attempts, another replica finished the notification."""
 
 
 def _retryable(exc: BaseException) -> bool:
     # tenacity hands over every BaseException; a cancellation (shutdown) must end the loop.
-    if not isinstance(exc, Exception):
+    if not isinstance(exc, Exception) or isinstance(exc, (StaleEpoch, ClaimLost)):
         return False
     return not isinstance(exc, DeliveryError) or exc.retryable
 
@@ -101,8 +113,12 @@ class Dispatcher:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         group_at: int = DEFAULT_GROUP_AT,
+        holder: str = "",
+        epoch: Epoch = no_epoch,
     ) -> None:
         self._group_at = group_at
+        self._holder = holder
+        self._epoch = epoch
         self._store = store
         self._metrics = metrics
         self._clock = clock
@@ -226,14 +242,41 @@ class Dispatcher:
                 self._metrics.notifications_pending.dec(len(batch))
                 queue.task_done()
 
+    async def _claim(self, sink: Sink, batch: list[Notification], tokens: dict[str, str | None]) -> list[Notification]:
+        """Claim each notification of `batch` for one attempt (renewing the claims in `tokens`);
+        the notifications still to send (another replica finished the rest). Waits while
+        another replica's claim holds one. StaleEpoch when this replica no longer leads."""
+        seconds = sink.config.timeout + _SAFETY_MARGIN_SECONDS
+        while True:
+            kept, busy = [], False
+            for item in batch:
+                claim = await self._store.claim(
+                    item.id, sink.name, self._holder, seconds, self._epoch(), tokens.get(item.id)
+                )
+                if claim.outcome == "claimed":
+                    tokens[item.id] = claim.token
+                    kept.append(item)
+                elif claim.outcome == "busy":
+                    busy = True
+            if not busy:
+                return kept
+            await self._sleep(CLAIM_POLL_SECONDS)
+
     async def _deliver(self, sink: Sink, batch: list[Notification]) -> None:
+        tokens: dict[str, str | None] = {}
+        try:
+            batch = await self._claim(sink, batch, tokens)
+        except StaleEpoch:
+            return  # another replica leads: it delivers this
+        if not batch:
+            return
         notification = grouped(batch)
 
         def too_old(_: RetryCallState) -> bool:
             return (self._clock.now() - notification.created_at).total_seconds() >= sink.config.max_age
 
         async def attempt_failed(state: RetryCallState) -> None:
-            await self._attempt_failed(sink, batch, state)
+            await self._attempt_failed(sink, batch, state, tokens)
 
         retrying = AsyncRetrying(
             stop=too_old,
@@ -246,10 +289,14 @@ class Dispatcher:
         try:
             async for attempt in retrying:
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1 and await self._claim(sink, batch, tokens) != batch:
+                        raise ClaimLost(notification.id)
                     async with asyncio.timeout(sink.config.timeout + _SAFETY_MARGIN_SECONDS):
                         await sink.send(notification)
+        except (StaleEpoch, ClaimLost):
+            return  # another replica leads, or finished it: not ours to send nor to record
         except Exception as exc:  # noqa: BLE001 - a sink's failure is logged and counted, never raised
-            self._finish(sink, batch, "dead", _describe(exc))
+            self._finish(sink, batch, "dead", tokens, _describe(exc))
             log.error(
                 "notification.dead",
                 sink=sink.name,
@@ -258,35 +305,43 @@ class Dispatcher:
                 error=_describe(exc),
             )
             return
-        self._finish(sink, batch, "sent")
+        self._finish(sink, batch, "sent", tokens)
         age = (self._clock.now() - notification.created_at).total_seconds()
         self._metrics.notification_delivery.labels(sink=sink.name).observe(max(age, 0.0))
         log.info("notification.sent", sink=sink.name, notification=notification.id, kind=notification.kind.value,
                  incidents=len(batch))
 
-    def _finish(self, sink: Sink, batch: list[Notification], state: DeliveryState, error: str | None = None) -> None:
+    def _finish(
+        self, sink: Sink, batch: list[Notification], state: DeliveryState, tokens: dict[str, str | None],
+        error: str | None = None,
+    ) -> None:
         """Count the outcome and have it recorded for every notification the message carried (a
         grouped one, each), while the sink's worker goes on to the next: the store's writes keep
-        their order, and `idle` waits for them."""
+        their order, and `idle` waits for them. Each finish carries its claim's token."""
         self._metrics.notifications.labels(sink=sink.name, result=state).inc(len(batch))
-        recording = asyncio.create_task(self._record_outcome(sink.name, batch, state, self._clock.now(), error))
+        recording = asyncio.create_task(
+            self._record_outcome(sink.name, batch, state, self._clock.now(), error, dict(tokens))
+        )
         self._recording.add(recording)
         recording.add_done_callback(self._recording.discard)
 
     async def _record_outcome(
-        self, sink: str, batch: list[Notification], state: DeliveryState, at: datetime, error: str | None
+        self, sink: str, batch: list[Notification], state: DeliveryState, at: datetime, error: str | None,
+        tokens: dict[str, str | None],
     ) -> None:
         try:
             for item in batch:
-                await self._store.finish(item.id, sink, state, at, error)
+                await self._store.finish(item.id, sink, state, at, error, tokens.get(item.id))
         except Exception:  # a store that raises (unguarded) costs the record, never the delivery
             log.exception("notification.outcome_not_recorded", sink=sink, notification=batch[0].id)
 
-    async def _attempt_failed(self, sink: Sink, batch: list[Notification], state: RetryCallState) -> None:
+    async def _attempt_failed(
+        self, sink: Sink, batch: list[Notification], state: RetryCallState, tokens: dict[str, str | None]
+    ) -> None:
         self._metrics.notifications.labels(sink=sink.name, result="failed").inc()
         exc = state.outcome.exception() if state.outcome else None
         for item in batch:
-            await self._store.record_attempt(item.id, sink.name, _describe(exc))
+            await self._store.record_attempt(item.id, sink.name, _describe(exc), tokens.get(item.id))
         log.warning(
             "notification.retry",
             sink=sink.name,

@@ -1,7 +1,7 @@
 """The engine's side of `monitor.plugin.IncidentDesk`: what a sink type's own endpoints may do
 with incidents, done through the daemon's store, pipeline and diagnosis context."""
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -12,7 +12,6 @@ from monitor.config import Config
 from monitor.context.actions import ActionError
 from monitor.context.service import ContextService
 from monitor.model import Incident
-from monitor.pipeline import Pipeline
 from monitor.plugin import DeskError
 from monitor.store import StateStore, StoreError, StoreUnavailable
 
@@ -24,10 +23,18 @@ class DeskSource(Protocol):
     clock: Clock
     http: aiohttp.ClientSession
     store: StateStore
-    pipeline: Pipeline
     context: ContextService
 
+    @property
+    def sinks(self) -> Mapping[str, object]:
+        """The configured sinks (on a standby too)."""
+        ...
+
     async def acknowledge(self, incident_id: int, by: str, note: str) -> Incident | None: ...
+
+    async def annotate(self, incident_id: int, kind: str, text: str) -> Incident | None:
+        """On the leader's pipeline; written for the leader to apply on a standby."""
+        ...
 
 
 class DaemonDesk:
@@ -44,7 +51,7 @@ class DaemonDesk:
         return self._daemon.config.monitor.name
 
     def sinks(self) -> Sequence[object]:
-        return list(self._daemon.pipeline.dispatcher.sinks.values())
+        return list(self._daemon.sinks.values())
 
     async def incident(self, incident_id: int) -> Incident | None:
         return await self._daemon.store.get_incident(incident_id)
@@ -64,7 +71,7 @@ class DaemonDesk:
         return silence.ends_at
 
     async def annotate(self, incident_id: int, kind: str, text: str) -> None:
-        await self._daemon.pipeline.annotate(incident_id, kind, text)
+        await self._daemon.annotate(incident_id, kind, text)
 
     async def run_action(self, incident: Incident, action: str, argument: str | None, by: str) -> str:
         try:

@@ -43,7 +43,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
             # claimed_by, claim_token and claimed_until are for replicas sharing the outbox
             # (issue 14): a replica claims a pending row (FOR UPDATE SKIP LOCKED) until a
             # deadline, finishes it only WHERE claim_token matches, and a claim past its
-            # deadline is taken again. NULL while unclaimed; nothing writes them yet.
+            # deadline is taken again (PostgresStore.claim). NULL while unclaimed.
             """CREATE TABLE IF NOT EXISTS outbox (
                 seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 notification_id text NOT NULL,

@@ -42,9 +42,9 @@ from monitor.incident_log import IncidentLog
 from monitor.metrics import MonitorMetrics
 from monitor.model import Incident, Severity, Status, TimelineEvent
 from monitor.notifier import Notifier
-from monitor.recorder import Epoch, Recorder, no_epoch
+from monitor.recorder import Recorder
 from monitor.runner import RunResult
-from monitor.store import StateChange
+from monitor.store import Epoch, StateChange, no_epoch
 from monitor.store_guard import GuardedStore
 
 CONNECTIVITY_CODE = "connectivity"
@@ -70,7 +70,8 @@ class Pipeline:
         self.store = store
         self.incidents = incidents
         self.dispatcher = Dispatcher(
-            sinks, self.store, metrics, clock, group_at=config.settings.alerting.storm_threshold
+            sinks, self.store, metrics, clock, group_at=config.settings.alerting.storm_threshold,
+            holder=config.monitor.node_name, epoch=epoch,
         )
         self.notifier = Notifier(config, metrics, clock)
         log = IncidentLog(config.monitor.incident_log)
@@ -196,14 +197,15 @@ class Pipeline:
         await self.commit(events)
         return events[0].incident if events else None
 
-    async def close(self, grace: float) -> None:
+    async def close(self, grace: float, close_sinks: bool = True) -> None:
         """Write what further failing runs changed, give queued notifications `grace` to go
-        out, close the sinks (the store is its opener's to close)."""
+        out, close the sinks unless a next term reuses them (the store is its opener's to close)."""
         self.incidents.flush()
         await self.commit([])
         await self.dispatcher.drain(grace)
-        for sink in self.dispatcher.sinks.values():
-            await sink.aclose()
+        if close_sinks:
+            for sink in self.dispatcher.sinks.values():
+                await sink.aclose()
 
     # The guards
 

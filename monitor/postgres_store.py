@@ -39,6 +39,7 @@ from monitor.store import (
     PRUNE_BATCH,
     Acknowledgement,
     CheckMemory,
+    Claim,
     Delivery,
     DeliveryState,
     OutboxEntry,
@@ -214,19 +215,42 @@ class PostgresStore:
     async def enqueue(self, entries: list[OutboxEntry]) -> list[bool]:
         return await self._run(lambda connection: _insert_outbox(connection, entries))
 
-    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
+    async def claim(self, notification_id: str, sink: str, holder: str, seconds: float,
+                    epoch: int | None = None, token: str | None = None) -> Claim:
+        async def take(connection: asyncpg.Connection) -> Claim:
+            async with connection.transaction():
+                if epoch is not None and not await connection.fetchval(HOLDS_EPOCH, LEASE_NAME, epoch):
+                    raise StaleEpoch(f"epoch {epoch} is no longer the leader's: the delivery was not claimed")
+                taken = await connection.fetchval(_CLAIM, notification_id, sink, holder, seconds, token)
+                if taken is not None:
+                    return Claim("claimed", str(taken))
+                pending = await connection.fetchval(
+                    "SELECT state = 'pending' FROM outbox WHERE notification_id = $1 AND sink = $2",
+                    notification_id, sink,
+                )  # fmt: skip
+                return Claim("busy" if pending else "finished")
+
+        return await self._run(take)
+
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None,
+                             token: str | None = None) -> None:
         await self._execute(
-            "UPDATE outbox SET attempts = attempts + 1, last_error = $3 WHERE notification_id = $1 AND sink = $2",
-            notification_id, sink, error,
+            "UPDATE outbox SET attempts = attempts + 1, last_error = $3"
+            " WHERE notification_id = $1 AND sink = $2 AND ($4::uuid IS NULL OR claim_token = $4::uuid)",
+            notification_id, sink, error, token,
         )  # fmt: skip
 
     async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-                     error: str | None = None) -> None:
+                     error: str | None = None, token: str | None = None) -> None:
         await self._execute(
             "UPDATE outbox SET state = $3, finished_at = $4, last_error = COALESCE($5, last_error),"
-            " attempts = attempts + 1 WHERE notification_id = $1 AND sink = $2",
-            notification_id, sink, state, at, error,
+            " attempts = attempts + 1, claimed_until = NULL"
+            " WHERE notification_id = $1 AND sink = $2 AND ($6::uuid IS NULL OR claim_token = $6::uuid)",
+            notification_id, sink, state, at, error, token,
         )  # fmt: skip
+
+    async def oldest_pending(self) -> datetime | None:
+        return await self._value("SELECT min(created_at) FROM outbox WHERE state = 'pending'")
 
     async def pending_deliveries(self) -> list[Delivery]:
         return await self._deliveries("WHERE state = 'pending' ORDER BY seq")
@@ -307,6 +331,21 @@ class PostgresStore:
     async def _value(self, query: str, *args: object) -> Any:
         return await self._run(lambda connection: connection.fetchval(query, *args))
 
+
+_CLAIM = """
+WITH free AS (
+    SELECT seq FROM outbox
+    WHERE notification_id = $1 AND sink = $2 AND state = 'pending'
+      AND (claimed_until IS NULL OR claimed_until < now() OR claim_token = $5::uuid)
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbox SET claimed_by = $3, claim_token = COALESCE($5::uuid, gen_random_uuid()),
+    claimed_until = now() + $4 * interval '1 second'
+FROM free WHERE outbox.seq = free.seq
+RETURNING claim_token
+"""
+"""A pending row nobody claims (or whose claim ran out, or that is ours): ours until the
+deadline. SKIP LOCKED: a row another replica is claiming now is left to it (busy)."""
 
 _PRUNE_OUTBOX = """
 WITH gone AS (

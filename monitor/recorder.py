@@ -15,7 +15,6 @@ covered at the next start by the pipeline's `announce_unannounced` (a paged inci
 nothing in the outbox has its initial alert sent)."""
 
 import asyncio
-from collections.abc import Callable
 
 import structlog
 
@@ -24,17 +23,9 @@ from monitor.dispatcher import Addressed, Dispatcher, Outgoing
 from monitor.incident_core import IncidentEvent, IncidentEventKind
 from monitor.incident_log import IncidentLog
 from monitor.postmortem import write_draft
-from monitor.store import RecordOutcome, StateChange, StateStore
+from monitor.store import Epoch, RecordOutcome, StateChange, StateStore, no_epoch
 
 log = structlog.get_logger("monitor.recorder")
-
-Epoch = Callable[[], int | None]
-"""The leadership epoch stamped on every change (None: a store no replica shares)."""
-
-
-def no_epoch() -> int | None:
-    return None
-
 
 class Recorder:
     def __init__(

@@ -198,6 +198,10 @@ class SqliteFile:
             (state, at.isoformat(), error, notification_id, sink),
         )
 
+    def oldest_pending(self) -> datetime | None:
+        row = self._db.execute("SELECT min(created_at) FROM outbox WHERE state = 'pending'").fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
+
     def pending_deliveries(self) -> list[Delivery]:
         return self._deliveries("WHERE state = 'pending' ORDER BY seq", ())
 

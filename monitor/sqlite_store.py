@@ -16,8 +16,10 @@ from monitor.model import Incident
 from monitor.sqlite_file import SqliteFile
 from monitor.store import (
     PRUNE_BATCH,
+    UNSHARED_CLAIM,
     Acknowledgement,
     CheckMemory,
+    Claim,
     Delivery,
     DeliveryState,
     OutboxEntry,
@@ -76,12 +78,20 @@ class SqliteStore:
     async def enqueue(self, entries: list[OutboxEntry]) -> list[bool]:
         return await self._run(self.file.enqueue, entries)
 
-    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
+    async def claim(self, notification_id: str, sink: str, holder: str, seconds: float,
+                    epoch: int | None = None, token: str | None = None) -> Claim:
+        return UNSHARED_CLAIM  # one process writes the file: nobody to claim against
+
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None,
+                             token: str | None = None) -> None:
         await self._run(self.file.record_attempt, notification_id, sink, error)
 
     async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-                     error: str | None = None) -> None:
+                     error: str | None = None, token: str | None = None) -> None:
         await self._run(self.file.finish, notification_id, sink, state, at, error)
+
+    async def oldest_pending(self) -> datetime | None:
+        return await self._run(self.file.oldest_pending)
 
     async def pending_deliveries(self) -> list[Delivery]:
         return await self._run(self.file.pending_deliveries)

@@ -11,6 +11,7 @@ acknowledgement requests it applied, and the check memories it changed. A crash 
 the commit loses the whole change, never half of it."""
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -80,9 +81,34 @@ class StoreUnavailable(Exception):
 
 class StaleEpoch(Exception):
     """A write carried a leadership epoch that is no longer the current one: nothing was
-    written, and the replica that sent it must step down (issue 14)."""
+    written, and the replica that sent it must step down. The one exception for it: the state
+    store's `record` and `claim` raise it, and so does `monitor.cluster.fence.fenced_execute`."""
 
 
+Epoch = Callable[[], int | None]
+"""The leadership epoch stamped on every leader-only write (None: a store no replica shares)."""
+
+
+def no_epoch() -> int | None:
+    return None
+
+
+ClaimOutcome = Literal["claimed", "busy", "finished"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What `claim` found: "claimed" (attempt it now; finish it with `token`), "busy" (another
+    replica's claim still runs: try again after it ends), "finished" (sent, dead or shed by
+    someone: do not send it)."""
+
+    outcome: ClaimOutcome
+    token: str | None = None
+    """None where no replica shares the store (SQLite), or the store could not be reached."""
+
+
+UNSHARED_CLAIM = Claim("claimed")
+"""The claim of a store no other replica writes: always granted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +211,26 @@ class StateStore(Protocol):
         False when it was already recorded."""
         ...
 
-    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None: ...
+    async def claim(self, notification_id: str, sink: str, holder: str, seconds: float,
+                    epoch: int | None = None, token: str | None = None) -> Claim:
+        """Claim a pending delivery for `seconds` before an attempt (PostgreSQL: `FOR UPDATE
+        SKIP LOCKED`, on the database's clock): a row whose claim ran out is taken again, and
+        `token` renews a claim of ours. With `epoch`, StaleEpoch when it is not the leader's.
+        SQLite: always claimed (one process)."""
+        ...
+
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None,
+                             token: str | None = None) -> None:
+        """With `token`: only while the claim is still ours."""
+        ...
 
     async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-                     error: str | None = None) -> None:
-        """Record the final attempt and its outcome."""
+                     error: str | None = None, token: str | None = None) -> None:
+        """Record the final attempt and its outcome; with `token`, only while the claim is still ours."""
+        ...
+
+    async def oldest_pending(self) -> datetime | None:
+        """When the oldest delivery not yet sent nor given up was recorded."""
         ...
 
     async def pending_deliveries(self) -> list[Delivery]:

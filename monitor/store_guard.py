@@ -6,7 +6,12 @@ counted (`health_monitor_state_store_errors_total{operation}`) and logged at mos
 
 A change the incident core decided is kept whole: the waiting changes are merged into one and
 written in one transaction when the store is back. A notification that cannot be recorded
-is still delivered: a page that cannot be recorded is better than no page."""
+is still delivered: a page that cannot be recorded is better than no page (and a delivery
+that cannot be claimed is attempted).
+
+StaleEpoch is not a failure of the store: it is raised to the caller, after `on_stale` has
+heard it (the daemon steps down), and what waits for a stale epoch is forgotten with
+`forget_waiting` (the next leader decides again from what the store holds)."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -21,13 +26,16 @@ from monitor.metrics import MonitorMetrics
 from monitor.model import Incident
 from monitor.store import (
     PRUNE_BATCH,
+    UNSHARED_CLAIM,
     Acknowledgement,
     CheckMemory,
+    Claim,
     Delivery,
     DeliveryState,
     OutboxEntry,
     RecordOutcome,
     Silence,
+    StaleEpoch,
     StateChange,
     StateStore,
     StoreUnavailable,
@@ -88,6 +96,8 @@ class GuardedStore:
         self._waiting_delivery_writes = 0
         self._logged_at: float | None = None
         self._suppressed = 0
+        self.on_stale: Callable[[StaleEpoch], None] = lambda _exc: None
+        """Told of every StaleEpoch the store raises, before the caller."""
 
     # Writes
 
@@ -100,7 +110,8 @@ class GuardedStore:
             self._merge_into_last(change)
             await self._drain("record")
             return RecordOutcome()
-        written, outcome = await self._write("record", lambda: self.inner.record(change), keep=False)
+        written, outcome = await self._write("record", lambda: self._fenced(lambda: self.inner.record(change)),
+                                             keep=False)
         if written and outcome is not None:
             return outcome
         self._keep_change(change)
@@ -109,7 +120,8 @@ class GuardedStore:
     def _keep_change(self, change: StateChange) -> None:
         kept = StateChange()
         merge(kept, self._within_limit(change))
-        self._backlog.append(_Waiting("record", lambda: self.inner.record(kept), kept, len(kept.outbox)))
+        waiting = _Waiting("record", lambda: self._fenced(lambda: self.inner.record(kept)), kept, len(kept.outbox))
+        self._backlog.append(waiting)
 
     def _merge_into_last(self, change: StateChange) -> None:
         last = self._backlog[-1]
@@ -131,14 +143,27 @@ class GuardedStore:
         written, fresh = await self._write("enqueue", lambda: self.inner.enqueue(entries), deliveries=len(entries))
         return fresh if written and fresh is not None else [True] * len(entries)
 
-    async def record_attempt(self, notification_id: str, sink: str, error: str | None) -> None:
+    async def claim(self, notification_id: str, sink: str, holder: str, seconds: float,
+                    epoch: int | None = None, token: str | None = None) -> Claim:
+        """While the store cannot be reached, claimed (delivered from memory; a replica that
+        cannot reach the store stops leading within its lease anyway)."""
+        try:
+            return await self._fenced(lambda: self.inner.claim(notification_id, sink, holder, seconds, epoch, token))
+        except StoreUnavailable as exc:
+            self._failed("claim", exc)
+            return UNSHARED_CLAIM
+
+    async def record_attempt(self, notification_id: str, sink: str, error: str | None,
+                             token: str | None = None) -> None:
         await self._write(
-            "record_attempt", lambda: self.inner.record_attempt(notification_id, sink, error), deliveries=1
+            "record_attempt", lambda: self.inner.record_attempt(notification_id, sink, error, token), deliveries=1
         )
 
     async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
-                     error: str | None = None) -> None:
-        await self._write("finish", lambda: self.inner.finish(notification_id, sink, state, at, error), deliveries=1)
+                     error: str | None = None, token: str | None = None) -> None:
+        await self._write(
+            "finish", lambda: self.inner.finish(notification_id, sink, state, at, error, token), deliveries=1
+        )
 
     async def request_acknowledgement(self, incident_id: int, at: datetime, by: str, note: str) -> None:
         await self._write(
@@ -163,6 +188,13 @@ class GuardedStore:
         """Write what waits, if the store takes writes again."""
         await self._drain()
 
+    def forget_waiting(self) -> None:
+        """Drop the writes that wait (a leader stepping down: its term's decisions are over)."""
+        if self._backlog:
+            log.warning("store.waiting_writes_dropped", store=self.display, writes=len(self._backlog))
+        self._backlog.clear()
+        self._waiting_delivery_writes = 0
+
     # Reads
 
     async def last_incident_id(self) -> int:
@@ -182,6 +214,9 @@ class GuardedStore:
 
     async def pending_deliveries(self) -> list[Delivery]:
         return await self._read("pending_deliveries", self.inner.pending_deliveries, [])
+
+    async def oldest_pending(self) -> datetime | None:
+        return await self._read("oldest_pending", self.inner.oldest_pending, None)
 
     async def deliveries_for(self, incident_id: int) -> list[Delivery]:
         return await self._read("deliveries_for", lambda: self.inner.deliveries_for(incident_id), [])
@@ -264,6 +299,13 @@ class GuardedStore:
             self._failed(operation, exc)
             return None
 
+    async def _fenced(self, call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except StaleEpoch as exc:
+            self.on_stale(exc)
+            raise
+
     def _failed(self, operation: str, exc: BaseException) -> None:
         self.problem = str(exc) or type(exc).__name__
         self._metrics.state_store_errors.labels(operation=operation).inc()
@@ -285,5 +327,6 @@ class GuardedStore:
 
 _READS = frozenset(
     {"get_incident", "open_incidents", "recent_incidents", "pending_deliveries", "deliveries_for",
-     "unapplied_acknowledgements", "silences", "last_incident_id", "check_memories", "schema_version"}
+     "unapplied_acknowledgements", "silences", "last_incident_id", "check_memories", "schema_version",
+     "oldest_pending"}
 )

@@ -13,13 +13,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.cli import main
-from monitor.cluster.fence import StaleEpochError
 from monitor.cluster.lease import LeaseTiming
 from monitor.cluster.model import Term
 from monitor.cluster.single import SqliteMembership
 from monitor.cluster.supervisor import RoleSupervisor
 from monitor.config import ConfigError, load_config
 from monitor.sqlite_thread import SqliteThread
+from monitor.store import StaleEpoch
 from tests.fakes import START, FakeClock, settle
 from tests.net import free_port, running_daemon
 
@@ -82,7 +82,7 @@ class Work:
 
     async def fenced(self, term: Term) -> None:
         self.events.append(f"fenced {term.epoch}")
-        raise StaleEpochError("another replica leads")
+        raise StaleEpoch("another replica leads")
 
 
 async def test_the_leaders_work_starts_on_election_and_all_of_it_stops_on_demotion() -> None:

@@ -3,6 +3,7 @@ message, and one dead sink never delaying another."""
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,11 @@ import pytest
 from alerting.base import NotificationKind, SinkContext
 from alerting.slack import SlackSink
 from monitor.clock import Clock, SystemClock
-from monitor.dispatcher import Dispatcher, Outgoing
+from monitor.dispatcher import CLAIM_POLL_SECONDS, Dispatcher, Outgoing
 from monitor.metrics import MonitorMetrics
 from monitor.model import Severity
 from monitor.sqlite_store import SqliteStore
+from monitor.store import Claim, DeliveryState
 from tests.alerting_helpers import Receiver, notification
 from tests.fakes import FakeClock
 
@@ -188,3 +190,51 @@ async def test_a_hanging_sink_does_not_delay_another(make_slack, dispatch) -> No
     assert stuck.attempts == 1 and stuck.received == []
     stuck.released.set()
     await dispatcher.drain(timeout=0.1)
+
+
+class ScriptedClaims(SqliteStore):
+    """A store whose claims answer from a script (another replica holding the row, then
+    finishing it), then as SQLite does; remembers the tokens its finishes carried."""
+
+    def __init__(self, file: object, answers: list[Claim]) -> None:
+        super().__init__(file)  # type: ignore[arg-type]
+        self.answers = answers
+        self.finished_with: list[str | None] = []
+
+    async def claim(self, notification_id: str, sink: str, holder: str, seconds: float,
+                    epoch: int | None = None, token: str | None = None) -> Claim:
+        return self.answers.pop(0) if self.answers else Claim("claimed", "t-1")
+
+    async def finish(self, notification_id: str, sink: str, state: DeliveryState, at: datetime,
+                     error: str | None = None, token: str | None = None) -> None:
+        self.finished_with.append(token)
+        await super().finish(notification_id, sink, state, at, error, token)
+
+
+async def test_a_row_another_replica_holds_is_sent_once_its_claim_runs_out_with_the_new_token(
+    make_slack, fake_clock: FakeClock, tmp_path: Path
+) -> None:
+    opened = await SqliteStore.open(tmp_path / "state.db")
+    store = ScriptedClaims(opened.file, [Claim("busy"), Claim("busy")])
+    receiver = Receiver()
+    sleep = RecordingSleep(fake_clock)
+    dispatcher = Dispatcher({"slack-oncall": await make_slack(receiver)}, store, MonitorMetrics(), fake_clock,
+                            sleep=sleep)
+    await dispatcher.submit([Outgoing(notification())])
+    await dispatcher.drain(timeout=10)
+    assert sleep.waits == [CLAIM_POLL_SECONDS, CLAIM_POLL_SECONDS]
+    assert len(receiver.received) == 1
+    assert store.finished_with == ["t-1"]
+    await opened.close()
+
+
+async def test_a_row_another_replica_finished_is_not_sent(make_slack, fake_clock: FakeClock, tmp_path: Path) -> None:
+    opened = await SqliteStore.open(tmp_path / "state.db")
+    store = ScriptedClaims(opened.file, [Claim("busy"), Claim("finished")])
+    receiver = Receiver()
+    dispatcher = Dispatcher({"slack-oncall": await make_slack(receiver)}, store, MonitorMetrics(), fake_clock,
+                            sleep=RecordingSleep(fake_clock))
+    await dispatcher.submit([Outgoing(notification())])
+    await dispatcher.drain(timeout=10)
+    assert receiver.received == [] and store.finished_with == []
+    await opened.close()

@@ -1,7 +1,7 @@
 """`type = "slack"`, in two modes. Webhook mode (`webhook_url_env`): one incoming-webhook
 message per notification. App mode (`bot_token_env` and `channel`): one thread per incident,
 its parent message edited to show the current state, with buttons when `signing_secret_env`
-is set (alerting/slack/app.py; the buttons' endpoint is monitor/slack_endpoints.py)."""
+is set (alerting/slack/app.py; the buttons' endpoint is alerting/slack/endpoints.py)."""
 
 import aiohttp
 from pydantic import Field, model_validator

@@ -10,10 +10,7 @@ from typing import Any, Protocol
 
 from monitor.cluster.model import Term
 from monitor.cluster.sql import FENCE, LEASE_NAME
-
-
-class StaleEpochError(Exception):
-    """The write's epoch is no longer the lease's: another replica leads."""
+from monitor.store import StaleEpoch
 
 
 class Executor(Protocol):
@@ -29,12 +26,12 @@ def fence_condition(first_parameter: int) -> str:
 
 async def fenced_execute(connection: Executor, term: Term, statement: str, *args: Any) -> str:
     """Run `statement` (which says where `{fence}` goes) as `term`'s leader; returns the status
-    ("UPDATE 1"). Raises StaleEpochError, and tells the term, when the lease is not this term's."""
+    ("UPDATE 1"). Raises StaleEpoch (the state store's own), and tells the term, when the lease is not this term's."""
     fence = fence_condition(len(args) + 1)
     status = await connection.execute(statement.format(fence=fence), *args, term.node, term.epoch)
     if _affected(status) == 0 and not await connection.fetchval(f"SELECT {fence_condition(1)}", term.node, term.epoch):
         term.stale()
-        raise StaleEpochError(f"epoch {term.epoch} of {term.node} is no longer the leader's")
+        raise StaleEpoch(f"epoch {term.epoch} of {term.node} is no longer the leader's")
     return status
 
 

@@ -17,6 +17,12 @@ class ClusterMetrics:
             registry=registry,
         )
 
+        self.outbox_oldest_pending = Gauge(
+            "health_monitor_outbox_oldest_pending_seconds",
+            "Age of the oldest notification not yet delivered nor given up, as the leader last saw it (0: none).",
+            registry=registry,
+        )
+
     def role_changed(self, leading: bool, epoch: int) -> None:
         self.leader.set(1 if leading else 0)
         self.epoch.set(epoch)

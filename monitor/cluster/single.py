@@ -4,14 +4,16 @@ that `health-monitor cluster` can show it as it shows replicas on PostgreSQL (wh
 elector writes the rows and `monitor.cluster.view.PostgresMembership` reads them)."""
 
 import asyncio
+import math
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from monitor.clock import Clock
+from monitor.cluster.elector import RoleListener
 from monitor.cluster.metrics import ClusterMetrics
-from monitor.cluster.model import ClusterView, Member, Role
+from monitor.cluster.model import ClusterView, Member, Role, Term
 from monitor.cluster.view import SEEN_WITHIN
 from monitor.sqlite_thread import SqliteThread
 from monitor.store import StoreUnavailable
@@ -60,51 +62,53 @@ class SqliteMembership:
 
 
 class SingleProcess:
-    """A daemon that leads from start to stop: on SQLite, its membership row in the state file;
-    without `membership` (a state store on PostgreSQL, until its replicas elect a leader) it
-    writes no row and tells `GET /api/cluster` about itself from memory."""
+    """A daemon that leads from start to stop (one term, epoch 0, trusted for ever), with the
+    interface of `monitor.cluster.replicated.Replicated`; its membership row in the state file."""
 
     def __init__(
-        self, node: str, membership: SqliteMembership | None, clock: Clock, metrics: ClusterMetrics
+        self,
+        node: str,
+        membership: SqliteMembership,
+        clock: Clock,
+        metrics: ClusterMetrics,
+        listener: RoleListener,
     ) -> None:
         self.node = node
         self._membership = membership
         self._clock = clock
         self._started_at = clock.now()
         self._metrics = metrics
+        self._listener = listener
         self._heartbeat: asyncio.Task[None] | None = None
+        self.term = Term(node, 0, self._started_at, trusted_until=math.inf)
 
     @property
     def leading(self) -> bool:
         return True
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Promoted at once: the listener starts the leader's work."""
         self._metrics.role_changed(True, 0)
-        if self._membership is not None:
-            self._heartbeat = asyncio.create_task(self._beat_forever(self._membership), name="cluster:membership")
+        self._heartbeat = asyncio.create_task(self._beat_forever(), name="cluster:membership")
+        await self._listener.promoted(self.term)
 
     async def view(self) -> ClusterView:
-        now = self._clock.now()
-        if self._membership is not None:
-            return await self._membership.view(now)
-        me = Member(self.node, Role.LEADER, 0, self._started_at, now)
-        return ClusterView(mode="single", leader=self.node, epoch=0, since=self._started_at, members=(me,))
+        return await self._membership.view(self._clock.now())
 
     async def aclose(self) -> None:
+        await self._listener.demoted(self.term, "stopping")
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        if self._membership is None:
-            return
         try:
             await self._membership.leave(self.node)
         except StoreUnavailable as exc:
             log.warning("cluster.membership_not_written", error=str(exc))
 
-    async def _beat_forever(self, membership: SqliteMembership) -> None:
+    async def _beat_forever(self) -> None:
         while True:
             try:
-                await membership.seen(self.node, self._started_at, self._clock.now())
+                await self._membership.seen(self.node, self._started_at, self._clock.now())
             except StoreUnavailable as exc:
                 log.warning("cluster.membership_not_written", error=str(exc))
             await self._clock.sleep_until(self._clock.monotonic() + HEARTBEAT_EVERY)

@@ -13,8 +13,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 
 from monitor.clock import Clock
-from monitor.cluster.fence import StaleEpochError
 from monitor.cluster.model import Term
+from monitor.store import StaleEpoch
 
 log = structlog.get_logger("monitor.cluster")
 
@@ -70,7 +70,7 @@ class RoleSupervisor:
             try:
                 await work(term)
                 log.error("cluster.leader_work_returned", work=name, epoch=term.epoch)
-            except StaleEpochError:
+            except StaleEpoch:
                 return  # the elector demotes us; nothing more to do under this term
             except Exception:
                 log.exception("cluster.leader_work_failed", work=name, epoch=term.epoch)

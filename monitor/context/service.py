@@ -37,9 +37,11 @@ CHANGES_BEFORE_OPEN = timedelta(hours=1)
 
 class ContextService:
     def __init__(
-        self, config: Config, pipeline: "Pipeline", http: aiohttp.ClientSession, clock: Clock, journal: Journal
+        self, config: Config, pipeline: "Pipeline | None", http: aiohttp.ClientSession, clock: Clock, journal: Journal
     ) -> None:
         self._pipeline = pipeline
+        """The leader's pipeline; None on a standby, which records changes and actions in the
+        journal for the leader and notes nothing on incidents itself."""
         self._http = http
         self._clock = clock
         self._gatherer = ContextGatherer(config.settings.context, http, clock)
@@ -50,6 +52,10 @@ class ContextService:
     @property
     def section(self) -> ContextSection:
         return self._gatherer.section
+
+    def lead(self, pipeline: "Pipeline | None") -> None:
+        """This replica leads with `pipeline` now, or (None) no longer leads."""
+        self._pipeline = pipeline
 
     def update_config(self, config: Config) -> None:
         self._gatherer = ContextGatherer(config.settings.context, self._http, self._clock)
@@ -93,7 +99,7 @@ class ContextService:
             events = self._waiting.pop(incident.id, [])
             if context is not None:
                 events = [replace(e, incident=e.incident.model_copy(update={"context": context})) for e in events]
-            if events:
+            if events and self._pipeline is not None:  # else the next leader pages it (announce_unannounced)
                 await self._pipeline.release(events)
 
     async def _attach(self, incident: Incident, context: IncidentContext) -> None:
@@ -101,7 +107,8 @@ class ContextService:
             TimelineEvent(at=change.at, kind="change", text=change.describe())
             for change in await self._changes_before(incident)
         ]
-        await self._pipeline.attach_context(incident.id, context, timeline_text(context), earlier)
+        if self._pipeline is not None:
+            await self._pipeline.attach_context(incident.id, context, timeline_text(context), earlier)
 
     async def _changes_before(self, incident: Incident) -> list[Change]:
         entry = self.section.railway_for(incident.check)
@@ -120,7 +127,9 @@ class ContextService:
             text = f"deploy {change.commit_hash[:7] if change.commit_hash else change.deployment_id} started"
         else:
             text = change.describe()
-        noted = []
+        noted: list[int] = []
+        if self._pipeline is None:
+            return noted
         for incident in self._pipeline.incidents.open_incidents:
             entry = self.section.railway_for(incident.check)
             if entry is None or entry[1].service_id != change.service_id or change.at < incident.opened_at:
@@ -143,6 +152,8 @@ class ContextService:
     async def apply_recorded_actions(self) -> None:
         """Actions the CLI ran (and recorded) go onto their incidents' timelines and incidents.log.
         A state store that cannot be read now is tried again at the next tick, and holds up nothing else."""
+        if self._pipeline is None:
+            return  # the leader applies them at its next tick
         try:
             for record in await self.journal.unapplied_actions():
                 await self._pipeline.annotate(record.incident_id, "action", record.text, at=record.at)

@@ -17,6 +17,7 @@ from tests.deploy.helpers import DEPLOY, REPO, run
 CONTAINER = DEPLOY / "container"
 DOCKERFILE = CONTAINER / "Dockerfile"
 EXAMPLE_CONFIG = CONTAINER / "monitor.toml"
+REPLICAS_CONFIG = CONTAINER / "replicas.toml"
 COMPOSE = CONTAINER / "compose.yaml"
 IMAGE_CONFIG_PATH = "/etc/health-monitor/monitor.toml"
 
@@ -107,18 +108,33 @@ def yaml_documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object
     return {str(Path(path).relative_to(DEPLOY)): document for path, document in documents.items()}
 
 
-def test_compose_runs_the_daemon_beside_prometheus_alertmanager_and_postgres(yaml_documents: dict) -> None:
+def test_compose_runs_two_replicas_beside_prometheus_alertmanager_and_postgres(yaml_documents: dict) -> None:
     compose = yaml_documents["container/compose.yaml"]
     services = compose["services"]
-    assert {"monitor", "db", "prometheus", "alertmanager"} <= set(services)
-    monitor = services["monitor"]
-    assert (CONTAINER / monitor["build"]["context"] / monitor["build"]["dockerfile"]).resolve() == DOCKERFILE
-    assert f"./monitor.toml:{IMAGE_CONFIG_PATH}:ro" in monitor["volumes"]
-    assert "@db:5432/" in monitor["environment"]["DATABASE_URL"]
+    assert {"monitor", "monitor-2", "db", "prometheus", "alertmanager"} <= set(services)
+    replicas = [services["monitor"], services["monitor-2"]]
+    for monitor in replicas:
+        assert (CONTAINER / monitor["build"]["context"] / monitor["build"]["dockerfile"]).resolve() == DOCKERFILE
+        assert f"./replicas.toml:{IMAGE_CONFIG_PATH}:ro" in monitor["volumes"]
+        assert "@db:5432/app" in monitor["environment"]["DATABASE_URL"]
+        assert "@db:5432/health_monitor" in monitor["environment"]["STATE_DSN"]
+    assert {monitor["environment"]["MONITOR_MONITOR__NODE"] for monitor in replicas} == {"monitor", "monitor-2"}
+    assert len({volume for monitor in replicas for volume in monitor["volumes"]}) == 3, "a state volume each"
+    assert "CREATE DATABASE health_monitor" in (CONTAINER / "initdb" / "health-monitor-state.sql").read_text()
     assert "DATABASE_URL" in EXAMPLE_CONFIG.read_text()
+    assert 'state_dsn_env = "STATE_DSN"' in REPLICAS_CONFIG.read_text()
     scrape = yaml_documents["prometheus/prometheus.yml"]["scrape_configs"][0]
     assert scrape["job_name"] == "health-monitor"
-    assert scrape["static_configs"][0]["targets"] == ["monitor:8573"]
+    assert scrape["static_configs"][0]["targets"] == ["monitor:8573", "monitor-2:8573"]
+
+
+def test_the_replicas_config_is_the_single_process_one_with_its_state_on_postgresql() -> None:
+    """replicas.toml keeps monitor.toml's checks and sinks: only where the state lives differs."""
+    def body(path: Path) -> list[str]:
+        lines = [line.split("#")[0].rstrip() for line in path.read_text().splitlines()]
+        return [line for line in lines if line and not line.startswith(("state_", "leader_lease"))]
+
+    assert body(REPLICAS_CONFIG) == body(EXAMPLE_CONFIG)
 
 
 def test_every_file_compose_mounts_exists(yaml_documents: dict) -> None:

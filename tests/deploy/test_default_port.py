@@ -37,8 +37,10 @@ def listen_port(config: str) -> int:
 def test_every_shipped_file_listens_on_and_scrapes_the_default_port() -> None:
     assert listen_port("monitor.toml") == DEFAULT_PORT
     assert listen_port("deploy/container/monitor.toml") == DEFAULT_PORT
+    assert listen_port("deploy/container/replicas.toml") == DEFAULT_PORT
     assert listen_port("deploy/systemd/monitor.toml") == DEFAULT_PORT
-    assert f'targets: ["monitor:{DEFAULT_PORT}"]' in (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    scraped = f'targets: ["monitor:{DEFAULT_PORT}", "monitor-2:{DEFAULT_PORT}"]'
+    assert scraped in (DEPLOY / "prometheus" / "prometheus.yml").read_text()
     assert f'"127.0.0.1:{DEFAULT_PORT}:{DEFAULT_PORT}"' in (DEPLOY / "container" / "compose.yaml").read_text()
     assert re.search(rf"^EXPOSE {DEFAULT_PORT}$", (DEPLOY / "container" / "Dockerfile").read_text(), re.MULTILINE)
     readme = (REPO / "README.md").read_text()

@@ -42,6 +42,7 @@ def test_the_alerting_rules_are_valid_and_cover_the_contract() -> None:
         'health_monitor_notifications_total{result=~"failed|dead"}[10m]',
         "health_monitor_notifications_pending > 50",
         "histogram_quantile(0.99, sum by (instance, le) (rate(health_monitor_scheduler_lateness_seconds_bucket",
+        'max(health_monitor_leader{job="health-monitor"}) == 0',
     ):
         assert expression in rules, expression
 

@@ -26,7 +26,10 @@ def toml(text: str) -> dict[str, Any]:
     return tomllib.loads(text)
 
 
-@pytest.mark.parametrize("path", [REPO / "monitor.toml", DEPLOY / "container" / "monitor.toml"], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [REPO / "monitor.toml", DEPLOY / "container" / "monitor.toml", DEPLOY / "container" / "replicas.toml"],
+    ids=lambda p: p.name,
+)
 def test_the_configs_we_ship_are_valid(validator: SchemaValidator, path: Any) -> None:
     assert validator.errors(tomllib.loads(path.read_text())) == []
 

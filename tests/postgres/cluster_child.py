@@ -19,10 +19,11 @@ import structlog
 
 from monitor.clock import SystemClock
 from monitor.cluster.elector import Elector
-from monitor.cluster.fence import StaleEpochError, fenced_execute
+from monitor.cluster.fence import fenced_execute
 from monitor.cluster.lease import LeaseTiming
 from monitor.cluster.model import Term
 from monitor.cluster.supervisor import RoleSupervisor
+from monitor.store import StaleEpoch
 
 WORK_EVERY = 0.05
 WORK_LOG = """
@@ -59,7 +60,7 @@ class Replica:
             finally:
                 await late.close()
             emit("late_write", epoch=term.epoch, rejected=False)
-        except StaleEpochError:
+        except StaleEpoch:
             emit("late_write", epoch=term.epoch, rejected=True)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             emit("late_write", epoch=term.epoch, rejected=None, error=type(exc).__name__)
@@ -68,7 +69,7 @@ class Replica:
         while True:
             try:
                 await fenced_execute(self.work, term, WRITE, self.node, term.epoch)
-            except StaleEpochError:
+            except StaleEpoch:
                 emit("write_rejected", epoch=term.epoch)
                 raise
             await asyncio.sleep(WORK_EVERY)

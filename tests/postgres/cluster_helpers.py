@@ -97,7 +97,26 @@ class Electors:
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ChildReplica:
+class Signalled:
+    """A child process the test drives with signals; `_reader` collects what it prints."""
+
+    process: asyncio.subprocess.Process
+    _reader: asyncio.Task[None]
+
+    def signal(self, number: signal.Signals) -> None:
+        self.process.send_signal(number)
+
+    async def finish(self) -> None:
+        """Killed (woken first, if paused) unless it has ended; its output read to the end."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGCONT)
+                self.process.kill()
+        await self.process.wait()
+        await self._reader
+
+
+class ChildReplica(Signalled):
     """One replica process; its JSON events are collected as they are printed."""
 
     def __init__(self, process: asyncio.subprocess.Process, node: str) -> None:
@@ -133,14 +152,3 @@ class ChildReplica:
             return self.saw(event, **fields)
 
         await wait_for(seen, f"{self.node} to report {event} {fields or ''} (its log: {self.log[-5:]})", within=within)
-
-    def signal(self, number: signal.Signals) -> None:
-        self.process.send_signal(number)
-
-    async def finish(self) -> None:
-        if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGCONT)
-                self.process.kill()
-        await self.process.wait()
-        await self._reader

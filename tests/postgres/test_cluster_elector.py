@@ -12,11 +12,12 @@ from prometheus_client import CollectorRegistry
 from monitor.clock import SystemClock
 from monitor.cluster import sql
 from monitor.cluster.elector import Elector, application_name
-from monitor.cluster.fence import StaleEpochError, fenced_execute
+from monitor.cluster.fence import fenced_execute
 from monitor.cluster.metrics import ClusterMetrics
 from monitor.cluster.model import Role, Term
 from monitor.cluster.supervisor import LeaderWork, RoleSupervisor
 from monitor.cluster.view import read_view
+from monitor.store import StaleEpoch
 from tests.fakes import FakeClock
 from tests.net import wait_until
 from tests.postgres.cluster_helpers import Electors, fresh_database, migrate
@@ -172,7 +173,7 @@ async def test_a_leader_that_cannot_renew_steps_down_before_anyone_can_take_over
     assert b.leading, "b took over"
     assert b.term is not None and b.term.epoch == 2
 
-    with pytest.raises(StaleEpochError):
+    with pytest.raises(StaleEpoch):
         await fenced_execute(db, paused_term, WRITE, "a", paused_term.epoch)
     await fenced_execute(db, b.term, WRITE, "b", b.term.epoch)
     assert [tuple(row) for row in await db.fetch("SELECT node, epoch FROM work_log")] == [("b", 2)]
@@ -189,7 +190,7 @@ async def test_a_rejected_write_makes_the_leader_step_down_at_once(electors: Ele
     # Another replica won the row while this one was not looking (its own clock never moved).
     await db.execute("UPDATE cluster_lease SET leader = 'b', epoch = epoch + 1, expires_at = now() + interval '1h'")
 
-    with pytest.raises(StaleEpochError):
+    with pytest.raises(StaleEpoch):
         await fenced_execute(db, term, WRITE, "a", term.epoch)
 
     await wait_until(lambda: not a.leading and not supervisor.running, "a to step down")
@@ -349,7 +350,7 @@ async def test_an_election_waits_for_a_fenced_write_in_progress(electors: Electo
         assert not takeover.done()
         await in_progress.commit()
         await takeover  # only now: the old epoch's write committed before the new epoch began
-        with pytest.raises(StaleEpochError):
+        with pytest.raises(StaleEpoch):
             await fenced_execute(writer, term, WRITE, "a", term.epoch)
     finally:
         await writer.close()

@@ -16,6 +16,7 @@ from monitor.cluster import sql as cluster_sql
 from monitor.config import MonitorSection
 from monitor.context.changes import Change
 from monitor.context.journal import CHANGES_KEPT
+from monitor.pg_migrations import PG_MIGRATIONS
 from monitor.pg_side_schema import SIDE_TABLES
 from monitor.ping_ledgers import PostgresPingLedger
 from monitor.pings import BODY_LIMIT, PINGS_KEPT, Ping, PingKind
@@ -30,7 +31,7 @@ START = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 async def create_side_tables(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as connection, connection.transaction():
-        for statement in SIDE_TABLES.statements:
+        for statement in (*PG_MIGRATIONS[0].statements, *SIDE_TABLES.statements):  # migration 1 holds the cluster's
             await connection.execute(statement)
 
 
