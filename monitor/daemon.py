@@ -108,6 +108,8 @@ class Daemon:
         self._reload_again = False
         self._maintainer: asyncio.Task[None] | None = None
         self._history_flusher: asyncio.Task[None] | None = None
+        self._role_change = asyncio.Lock()
+        """Held while a term starts and while a reload applies, so that neither sees half of the other."""
         self._watchdog: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._outbox_watcher: asyncio.Task[None] | None = None
@@ -280,7 +282,10 @@ class Daemon:
             await self._give_up_lead()
 
     async def _take_lead(self) -> None:
-        config = self.config
+        async with self._role_change:
+            await self._start_term(self.config)
+
+    async def _start_term(self, config: Config) -> None:
         self.store.on_stale = self._on_stale
         if self.replicated:
             await self.store.retry()  # a problem from before this term is not this term's
@@ -361,7 +366,8 @@ class Daemon:
         """SIGHUP: systemd hears RELOADING=1 first and READY=1 once done, even when the new config is rejected."""
         systemd.reloading(status="reloading the configuration")
         try:
-            await self._reload()
+            async with self._role_change:  # a term starting now starts with the config as reloaded
+                await self._reload()
         finally:
             systemd.ready(status=self._systemd_status())
 
