@@ -495,6 +495,7 @@ async def run_daemon(
     args: argparse.Namespace, target: Target, store: "Store", storm: bool, history: str = "on"
 ) -> dict[str, Any]:
     (target.workdir / "state.db").unlink(missing_ok=True)
+    target.down_flag.unlink(missing_ok=True)  # up again after an earlier run's storm
     environment = {**os.environ, **await store.fresh()}
     command = [sys.executable, __file__, "--phase", "daemon", "--target", target.url, "--checks", str(args.checks),
                "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir),
