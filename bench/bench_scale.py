@@ -492,7 +492,7 @@ Store = SqliteFile | PostgresCluster
 
 
 async def run_daemon(
-    args: argparse.Namespace, target: Target, store: "Store", storm: bool, history: str = "on"
+    args: argparse.Namespace, target: Target, store: Store, storm: bool, history: str = "on"
 ) -> dict[str, Any]:
     (target.workdir / "state.db").unlink(missing_ok=True)
     target.down_flag.unlink(missing_ok=True)  # up again after an earlier run's storm
@@ -677,6 +677,7 @@ def report_storm(args: argparse.Namespace, store: Store, stormy: dict[str, Any])
           f" {storm['notifications_sent']} notifications sent, {storm['notifications_pending']} pending;"
           f" {storm['cpu_seconds']:.1f} CPU s; peak RSS {stormy['peak_rss_mib']:.0f} MiB;"
           f" load average {stormy['load_average']:.1f}")
+
 
 if __name__ == "__main__":
     main()
