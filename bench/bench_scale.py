@@ -4,6 +4,13 @@ with the daemon's) making the same GETs at the same pace, in the same run.
 
     ./dev.sh bench scale                                   # 1,000 checks at 1 s, then the storm
     ./dev.sh bench scale --checks 10000 --interval 10      # 10,000 checks at 10 s
+    ./dev.sh bench scale --store both                      # the daemon on SQLite, then on PostgreSQL
+
+The store (`--store`, default sqlite): the SQLite file the daemon opens by default, or
+PostgreSQL, a throwaway cluster from /usr/lib/postgresql/*/bin (tests/postgres/pg_server.py)
+with durable commits (fsync and synchronous_commit on, as in production) and a fresh database
+for each daemon run, named by `state_dsn_env`; with `both`, each daemon run on each store in
+turn against the same bare loops. What the storm recorded is counted by SQL on the store.
 
 Processes: the target (nginx when installed, else an aiohttp server), the daemon, and each bare
 loop run alone, one after the other, so that CPU time and peak RSS are their own. This process
@@ -44,6 +51,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -69,11 +78,28 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def history_rows(state: Path) -> int:
+STATE_DSN_ENV = "HEALTH_MONITOR_STATE_DSN"
+"""Where the daemon phase finds the PostgreSQL store's URL (never on a command line)."""
+HISTORY_ROWS = "SELECT (SELECT count(*) FROM history_minute) + (SELECT count(*) FROM history_hour)" \
+    " + (SELECT count(*) FROM history_day)"
+
+
+async def query_store(store: str, workdir: Path, queries: list[str]) -> list[Any]:
+    """The first column of each query's one row, read from the store's database itself."""
+    if store == "postgres":
+        connection = await asyncpg.connect(os.environ[STATE_DSN_ENV])
+        try:
+            return [await connection.fetchval(query) for query in queries]
+        finally:
+            await connection.close()
+    with sqlite3.connect(workdir / "state.db") as db:
+        return [db.execute(query).fetchone()[0] for query in queries]
+
+
+async def history_rows(store: str, workdir: Path) -> int:
     """Buckets the history flushes wrote (0 with history off)."""
-    with suppress(sqlite3.Error), sqlite3.connect(state) as db:
-        tables = ("history_minute", "history_hour", "history_day")
-        return sum(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables)
+    with suppress(sqlite3.Error, asyncpg.PostgresError):
+        return int((await query_store(store, workdir, [HISTORY_ROWS]))[0])
     return 0
 
 
@@ -190,11 +216,12 @@ def serve_aiohttp_target(port: int, workdir: Path) -> None:
 # The daemon phase (its own process).
 
 
-def write_config(workdir: Path, target: str, checks: int, interval: float, port: int) -> Path:
+def write_config(workdir: Path, target: str, checks: int, interval: float, port: int, store: str) -> Path:
+    state = f'state_dsn_env = "{STATE_DSN_ENV}"' if store == "postgres" else f'state_path = "{workdir}/state.db"'
     lines = [
         "[monitor]",
         'name = "bench"',
-        f'state_path = "{workdir}/state.db"',
+        state,
         f'incident_log = "{workdir}/incidents.log"',
         f'postmortem_dir = "{workdir}/postmortems"',
         f"concurrency = {min(checks, 1000)}",
@@ -234,7 +261,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
     logs.configure("warning", json=True)  # on stderr: stdout carries this phase's events
     workdir = Path(args.workdir)
     port = free_port()
-    path = write_config(workdir, args.target, args.checks, args.interval, port)
+    path = write_config(workdir, args.target, args.checks, args.interval, port, args.store)
     config_started = time.monotonic()
     check_config = [sys.executable, "-m", "monitor", "check-config", "--config", str(path)]
     await asyncio.to_thread(subprocess.run, check_config, capture_output=True, check=True)
@@ -285,7 +312,7 @@ async def daemon_phase(args: argparse.Namespace) -> None:
         "peak_rss_mib": peak_rss_mib(),
         **pauses.figures(),
         "load_average": os.getloadavg()[0],
-        "history_rows": history_rows(workdir / "state.db"),
+        "history_rows": await history_rows(args.store, workdir),
     }
     if args.storm:
         result["storm"] = await storm(daemon, lateness, workdir, args)
@@ -303,14 +330,17 @@ async def storm(daemon: Any, lateness: list[float], workdir: Path, args: argpars
     await asyncio.sleep(args.storm_seconds)
     cpu = cpu_seconds() - cpu_before
     emit("storm_end")
-    with sqlite3.connect(workdir / "state.db") as db:
-        incidents = db.execute("SELECT count(*) FROM incidents WHERE state = 'open'").fetchone()[0]
-        first = db.execute("SELECT min(finished_at) FROM outbox WHERE state = 'sent'").fetchone()[0]
-        sent = db.execute("SELECT count(*) FROM outbox WHERE state = 'sent'").fetchone()[0]
-        pending = db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()[0]
+    incidents, first, sent, pending = await query_store(args.store, workdir, [
+        "SELECT count(*) FROM incidents WHERE state = 'open'",
+        "SELECT min(finished_at) FROM outbox WHERE state = 'sent'",
+        "SELECT count(*) FROM outbox WHERE state = 'sent'",
+        "SELECT count(*) FROM outbox WHERE state = 'pending'",
+    ])
     from datetime import datetime
 
-    first_page = datetime.fromisoformat(first).timestamp() - flipped if first else None
+    if isinstance(first, str):  # SQLite keeps ISO 8601 text; PostgreSQL a timestamptz
+        first = datetime.fromisoformat(first)
+    first_page = first.timestamp() - flipped if first else None
     return {
         "incidents_open": incidents,
         "first_page_seconds": first_page,
@@ -414,14 +444,65 @@ class Scraper:
             await asyncio.sleep(max(SCRAPE_EVERY - seconds, 0))
 
 
-async def run_daemon(args: argparse.Namespace, target: Target, storm: bool, history: str = "on") -> dict[str, Any]:
+class SqliteFile:
+    """The daemon's default store: state.db in the work directory, removed before each run."""
+
+    name = "sqlite"
+    description = "SQLite (a file, WAL, synchronous=NORMAL)"
+
+    async def fresh(self) -> dict[str, str]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class PostgresCluster:
+    """A throwaway cluster with durable commits; each daemon run gets a database of its own."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        from tests.postgres.pg_server import Cluster, provision
+
+        self.cluster = Cluster(max_connections=40, durable=True).create()
+        provision(self.cluster.server)
+        self.databases = 0
+        self.description = (f"PostgreSQL {self.cluster.bin_dir.parent.name} (a local cluster, fsync and"
+                            " synchronous_commit on)")
+
+    async def fresh(self) -> dict[str, str]:
+        from tests.postgres.pg_server import APP
+
+        server = self.cluster.server
+        self.databases += 1
+        database = f"bench_scale_{self.databases}"
+        admin = await asyncpg.connect(server.admin_dsn)
+        try:
+            await admin.execute(f"CREATE DATABASE {database} OWNER {APP.name}")
+        finally:
+            await admin.close()
+        return {STATE_DSN_ENV: server.role_dsn(APP, database)}
+
+    def close(self) -> None:
+        self.cluster.destroy()
+
+
+Store = SqliteFile | PostgresCluster
+
+
+async def run_daemon(
+    args: argparse.Namespace, target: Target, store: Store, storm: bool, history: str = "on"
+) -> dict[str, Any]:
     (target.workdir / "state.db").unlink(missing_ok=True)
+    target.down_flag.unlink(missing_ok=True)  # up again after an earlier run's storm
+    environment = {**os.environ, **await store.fresh()}
     command = [sys.executable, __file__, "--phase", "daemon", "--target", target.url, "--checks", str(args.checks),
                "--interval", str(args.interval), "--seconds", str(args.seconds), "--workdir", str(target.workdir),
-               "--history", history, "--history-flush", str(history_flush_seconds(args))]
+               "--history", history, "--history-flush", str(history_flush_seconds(args)), "--store", store.name]
     if storm:
         command += ["--storm", "--storm-seconds", str(args.storm_seconds)]
-    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE, env=environment)
     assert process.stdout is not None
     scraper: Scraper | None = None
     ready: dict[str, Any] = {}
@@ -470,9 +551,12 @@ def run_bare(args: argparse.Namespace, target: Target, name: str) -> dict[str, A
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def report(args: argparse.Namespace, target: Target, daemon: dict[str, Any], bare: dict[str, dict[str, Any]]) -> None:
+def report(
+    args: argparse.Namespace, target: Target, store: Store, daemon: dict[str, Any], bare: dict[str, dict[str, Any]]
+) -> None:
     print(f"{args.checks} HTTP checks at {args.interval:g} s, {args.seconds:g} s measured, target {target.kind},"
-          f" /metrics scraped with gzip every {SCRAPE_EVERY:g} s; daemon on {daemon['loop']}")
+          f" /metrics scraped with gzip every {SCRAPE_EVERY:g} s; daemon on {daemon['loop']}, state on"
+          f" {store.description}")
     print(f"  start-up:   check-config {daemon['check_config_seconds']:.2f} s, ready {daemon['ready_seconds']:.2f} s")
     print(f"  daemon:     {daemon['checks_per_second']:.0f} checks/s,"
           f" {daemon['cpu_us_per_check']:.0f} µs CPU per check, non-OK runs {daemon['non_ok_runs']}")
@@ -510,7 +594,7 @@ def history_flush_seconds(args: argparse.Namespace) -> float:
 def report_history(args: argparse.Namespace, on: dict[str, Any], off: dict[str, Any]) -> None:
     ratio = on["cpu_us_per_check"] / off["cpu_us_per_check"]
     print(f"  history:    on {on['cpu_us_per_check']:.1f} µs CPU per check (flushed every"
-          f" {history_flush_seconds(args):g} s, {on['history_rows']} rows in the state file), off"
+          f" {history_flush_seconds(args):g} s, {on['history_rows']} rows in the store), off"
           f" {off['cpu_us_per_check']:.1f} µs; on/off = {ratio:.3f}x (target <= 1.05);"
           f" p99 lateness on {on['lateness_p99_ms']:.1f} ms, off {off['lateness_p99_ms']:.1f} ms")
 
@@ -524,6 +608,8 @@ def main() -> None:
     parser.add_argument("--no-storm", action="store_true", help="skip the storm phase")
     parser.add_argument("--history-flush", type=float, default=0.0,
                         help="seconds between history flushes (default: the daemon's, 60)")
+    parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite",
+                        help="the daemon's state store (postgres: a throwaway local cluster)")
     parser.add_argument("--history", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=["daemon", "bare", "target"], help=argparse.SUPPRESS)
     parser.add_argument("--loop", default="uvloop", help=argparse.SUPPRESS)
@@ -545,31 +631,52 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     target = Target(workdir)
+    stores: list[Store] = []
     target.start()
     try:
+        stores = [SqliteFile() if name == "sqlite" else PostgresCluster() for name in STORES[args.store]]
         bare = {name: run_bare(args, target, name) for name in BARE_LOOPS}
-        daemon = asyncio.run(run_daemon(args, target, storm=False))
-        without_history = asyncio.run(run_daemon(args, target, storm=False, history="off"))
-        report(args, target, daemon, bare)
-        report_history(args, daemon, without_history)
-        if not args.no_storm:
-            storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})
-            stormy = asyncio.run(run_daemon(storm_args, target, storm=True))
-            storm = stormy["storm"]
-            first = storm["first_page_seconds"]
-            print("storm: 1000 HTTP checks at 1 s (failure_threshold 2) fail at once;"
-                  f" {args.storm_seconds:g} s measured")
-            print(f"  incidents open {storm['incidents_open']} of 1000; first page after "
-                  + (f"{first:.2f} s (target <= 3 s)" if first is not None else "never"))
-            print(f"  lateness p50 {storm['lateness_p50_ms']:.1f} ms, p99 {storm['lateness_p99_ms']:.1f} ms, max"
-                  f" {storm['lateness_max_ms']:.1f} ms; longest /healthz {stormy['storm_stall_max_ms']:.1f} ms;"
-                  f" {storm['notifications_sent']} notifications sent, {storm['notifications_pending']} pending;"
-                  f" {storm['cpu_seconds']:.1f} CPU s; peak RSS {stormy['peak_rss_mib']:.0f} MiB")
+        figures = {store.name: measure_store(args, target, store, bare) for store in stores}
         if os.environ.get("BENCH_JSON"):
-            print(json.dumps({"daemon": daemon, "daemon_without_history": without_history, "bare": bare}))
+            print(json.dumps({"bare": bare, "stores": figures}))
     finally:
+        for store in stores:
+            store.close()
         target.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+STORES = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}
+
+
+def measure_store(
+    args: argparse.Namespace, target: Target, store: Store, bare: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The daemon with history on and off, then the storm, each on a fresh `store`; printed as they end."""
+    daemon = asyncio.run(run_daemon(args, target, store, storm=False))
+    without_history = asyncio.run(run_daemon(args, target, store, storm=False, history="off"))
+    report(args, target, store, daemon, bare)
+    report_history(args, daemon, without_history)
+    figures = {"daemon": daemon, "daemon_without_history": without_history}
+    if not args.no_storm:
+        storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})
+        figures["storm"] = asyncio.run(run_daemon(storm_args, target, store, storm=True))
+        report_storm(args, store, figures["storm"])
+    return figures
+
+
+def report_storm(args: argparse.Namespace, store: Store, stormy: dict[str, Any]) -> None:
+    storm = stormy["storm"]
+    first = storm["first_page_seconds"]
+    print(f"storm on {store.description}: 1000 HTTP checks at 1 s (failure_threshold 2) fail at once;"
+          f" {args.storm_seconds:g} s measured")
+    print(f"  incidents open in the store {storm['incidents_open']} of 1000; first page after "
+          + (f"{first:.2f} s (target <= 3 s)" if first is not None else "never"))
+    print(f"  lateness p50 {storm['lateness_p50_ms']:.1f} ms, p99 {storm['lateness_p99_ms']:.1f} ms, max"
+          f" {storm['lateness_max_ms']:.1f} ms; longest /healthz {stormy['storm_stall_max_ms']:.1f} ms;"
+          f" {storm['notifications_sent']} notifications sent, {storm['notifications_pending']} pending;"
+          f" {storm['cpu_seconds']:.1f} CPU s; peak RSS {stormy['peak_rss_mib']:.0f} MiB;"
+          f" load average {stormy['load_average']:.1f}")
 
 
 if __name__ == "__main__":
