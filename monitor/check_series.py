@@ -63,8 +63,6 @@ class CheckSeries:
         self._rows: dict[str, CheckRow] = {}
         self._uptime: Mapping[str, Mapping[str, float]] = {}
         self._uptime_text: list[str] = []
-        self._uptime_lines: dict[str, tuple[tuple[tuple[str, float], ...], str]] = {}
-        """Per check, its last ratios and their lines, so that only a changed ratio is formatted again."""
 
     def record(self, check: str, status: Status, duration: float, finished_at: float) -> None:
         row = self._rows.get(check)
@@ -98,20 +96,13 @@ class CheckSeries:
     def set_uptime(self, ratios: Mapping[str, Mapping[str, float]]) -> None:
         """Every check's uptime per window, replaced whole once a minute (by the history's worker
         thread, which also formats it: a scrape only copies the pieces' references)."""
-        known = self._uptime_lines
-        lines: dict[str, tuple[tuple[tuple[str, float], ...], str]] = {}
-        for check, by_window in ratios.items():
-            figures = tuple(by_window.items())
-            kept = known.get(check)
-            if kept is None or kept[0] != figures:  # a steady check's lines are formatted once
-                label = _escape(check)
-                text = "".join([f'{UPTIME}{{check="{label}",window="{window}"}} {ratio!r}\n'
-                                for window, ratio in figures])
-                kept = (figures, text)
-            lines[check] = kept
-        texts = [text for _, text in lines.values()]
-        self._uptime_text = ["".join(texts[start : start + CHUNK_ROWS]) for start in range(0, len(texts), CHUNK_ROWS)]
-        self._uptime_lines = lines
+        lines = [
+            f'{UPTIME}{{check="{_escape(check)}",window="{window}"}} {ratio!r}\n'
+            for check, by_window in ratios.items()
+            for window, ratio in by_window.items()
+        ]
+        step = CHUNK_ROWS * 3
+        self._uptime_text = ["".join(lines[start : start + step]) for start in range(0, len(lines), step)]
         self._uptime = ratios
 
     def uptime_snapshot(self) -> list[str]:
