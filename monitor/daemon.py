@@ -471,7 +471,7 @@ class Daemon:
     async def _on_result(self, result: RunResult) -> None:
         finished = self.clock.now()
         self.last_runs[result.check] = LastRun(result, finished)
-        if await self.pipeline.on_result(result):
+        if await self.pipeline.on_result(result, finished):
             self.history.record(result.check, finished, result.status <= Status.WARNING, result.duration)
 
     async def _tick_forever(self) -> None:

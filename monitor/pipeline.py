@@ -128,14 +128,16 @@ class Pipeline:
         if events:
             await self.dispatcher.submit(self.notifier.publish(events))
 
-    async def on_result(self, result: RunResult) -> bool:
-        """True when the run counted; False while the monitor itself is cut off (nothing concluded)."""
-        now = self.clock.now().timestamp()
-        if result.status is not Status.OK and not await self._network_reachable():
-            self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now)
+    async def on_result(self, result: RunResult, finished: datetime | None = None) -> bool:
+        """True when the run counted; False while the monitor itself is cut off (nothing concluded).
+        `finished`: when the run ended (now, unless the caller read the clock already)."""
+        now = finished or self.clock.now()
+        status = result.status
+        if status is not Status.OK and not await self._network_reachable():
+            self.metrics.record_run(result.check, Status.UNKNOWN, result.duration, now.timestamp())
             return False
-        self.metrics.record_run(result.check, result.status, result.duration, now)
-        await self.commit(self.incidents.observe(result.check, result.findings, self.clock.now()))
+        self.metrics.record_run(result.check, status, result.duration, now.timestamp())
+        await self.commit(self.incidents.observe(result.check, result.findings, now))
         self.metrics.checks.set_flapping(result.check, self.incidents.is_flapping(result.check))
         return True
 

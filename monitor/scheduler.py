@@ -17,6 +17,7 @@ import structlog
 
 from checks.base import Check
 from monitor.clock import Clock
+from monitor.deadlines import Deadlines
 from monitor.metrics import MonitorMetrics
 from monitor.runner import RunResult, run_check
 
@@ -54,6 +55,8 @@ class Scheduler:
         self._on_result = on_result
         self._entries: dict[str, _Scheduled] = {}
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._deadlines: Deadlines | None = None
+        """Every run's timeout, on one timer (made with the first check: it needs the running loop)."""
         self.last_heartbeat = clock.monotonic()
 
     @property
@@ -66,6 +69,8 @@ class Scheduler:
     def add(self, check: Check, interval: float, timeout: float) -> None:
         if check.name in self._entries:
             raise ValueError(f"check {check.name!r} is already scheduled")
+        if self._deadlines is None:
+            self._deadlines = Deadlines(asyncio.get_running_loop())
         entry = _Scheduled(check, interval, timeout)
         entry.task = asyncio.create_task(self._loop(entry), name=f"check:{check.name}")
         self._entries[check.name] = entry
@@ -98,7 +103,7 @@ class Scheduler:
             await clock.sleep_until(due)
             async with self._slots:
                 self._metrics.scheduler_lateness.observe(max(clock.monotonic() - due, 0.0))
-                result = await run_check(entry.check, entry.timeout)
+                result = await run_check(entry.check, entry.timeout, self._deadlines)
             await self._deliver(result)
             due = next_due(due, entry.interval, clock.monotonic())
 

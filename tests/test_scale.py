@@ -278,6 +278,30 @@ async def test_an_ok_run_and_a_further_failing_run_that_changes_nothing_write_no
     await guarded.close()
 
 
+async def test_an_ok_run_that_changes_nothing_leaves_almost_nothing_for_the_collector(tmp_path: Path) -> None:
+    """The result path of a steady OK run (metrics row, incident bookkeeping) allocates a few
+    containers, all freed at once: 1,000 runs never wake the garbage collector's youngest
+    generation (700 containers by default)."""
+    config = load_config(write_config(tmp_path, http_check("api"), sinks=("log",)))
+    clock = FakeClock()
+    guarded = GuardedStore(await SqliteStore.open(config.monitor.state_path), MonitorMetrics(), clock)
+    pipeline = await Pipeline.open(config, guarded, {}, MonitorMetrics(), clock, None)
+    result = RunResult("api", [UP], 0.01)
+    for _ in range(10):
+        await pipeline.on_result(result)
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        for _ in range(1000):
+            await pipeline.on_result(result)
+        allocated = gc.get_count()[0] - before
+    finally:
+        gc.enable()
+    assert allocated < 100, f"{allocated} containers left alive by 1,000 OK runs"
+    await pipeline.close(grace=0)
+    await guarded.close()
+
+
 def test_uvloop_is_the_default_loop_and_asyncio_an_opt_out() -> None:
     import uvloop
 

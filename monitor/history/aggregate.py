@@ -271,13 +271,17 @@ class WindowTotals:
             for minute in batch.minutes:
                 if resolution.floor(minute.start) < since:
                     continue
+                minute_good, minute_held_runs, minute_held_good = minute.good, minute.held_runs, minute.held_good
                 for index, count in enumerate(minute.runs):
                     if count:
                         number = numbers[index]
                         runs[number] += count
-                        good[number] += minute.good[index]
-                        held_runs[number] += minute.held_runs[index]
-                        held_good[number] += minute.held_good[index]
+                        good[number] += minute_good[index]
+                if any(minute_held_runs):  # runs in a silence or maintenance window: rare
+                    for index, count in enumerate(minute_held_runs):
+                        if count:
+                            held_runs[numbers[index]] += count
+                            held_good[numbers[index]] += minute_held_good[index]
         self._columns = columns
 
     def uptime(self, check: str) -> Uptime:
