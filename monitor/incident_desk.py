@@ -1,5 +1,6 @@
 """The engine's side of `monitor.plugin.IncidentDesk`: what a sink type's own endpoints may do
-with incidents, done through the daemon's store, pipeline and diagnosis context."""
+with incidents, done through the daemon (its store, its acknowledgement and annotation, which
+on a standby leave the change for the leader, and its diagnosis context)."""
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
