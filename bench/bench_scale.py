@@ -287,10 +287,10 @@ async def daemon_phase(args: argparse.Namespace) -> None:
     await asyncio.sleep(warmup_seconds(args.interval))
 
     def runs() -> int:
-        return sum(sum(row.runs) for row in daemon.metrics.checks.snapshot())
+        return sum(sum(row.runs) for row in daemon.metrics.checks.rows())
 
     def ok_runs() -> int:
-        return sum(row.runs[0] for row in daemon.metrics.checks.snapshot())
+        return sum(row.runs[0] for row in daemon.metrics.checks.rows())
 
     lateness.clear()
     pauses = CollectorPauses()

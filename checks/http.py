@@ -91,15 +91,12 @@ class HttpCheck(Check[HttpCheckConfig]):
         except ProbeFailure as failure:
             return [self._down(failure)]
         latency = clock.monotonic() - started
-        return [
-            Finding(
-                code="down",
-                status=Status.OK,
-                summary=f"HTTP {status} in {format_duration(latency)}",
-                values={"latency_seconds": latency},
-            ),
-            *self._judge_latency(latency),
-        ]
+        shown = format_duration(latency)
+        up = Finding(code="down", status=Status.OK, summary=f"HTTP {status} in {shown}",
+                     values={"latency_seconds": latency})
+        if self.config.slow is None and self.config.degradation_percent is None:
+            return [up]
+        return [up, *self._judge_latency(latency, shown)]
 
     def timeout_finding(self, seconds: float) -> Finding:
         return self._down(ProbeFailure("timeout", f"no complete answer within {format_duration(seconds)}"))
@@ -157,9 +154,9 @@ class HttpCheck(Check[HttpCheckConfig]):
                     body_evidence(text.encode()),
                 )
 
-    def _judge_latency(self, latency: float) -> list[Finding]:
+    def _judge_latency(self, latency: float, shown: str | None = None) -> list[Finding]:
         findings = []
-        shown = format_duration(latency)
+        shown = shown or format_duration(latency)
         if self.config.slow is not None and latency > self.config.slow:
             findings.append(
                 Finding(

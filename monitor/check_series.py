@@ -3,13 +3,14 @@ rendered by hand.
 
 They are most of the exposition (10,000 checks make 120,000 series), and prometheus_client's
 generic path costs ~15 µs a series to render and a labelled child, a lock and a dict look-up
-per update. Here each check is one immutable `CheckRow`, replaced on every run: recording a
-run is a tuple built on the event loop, and a scrape copies the row references (microseconds)
-and formats them in a worker thread from that consistent snapshot while the loop goes on.
+per update. Here each check is one `CheckRow` of plain counters that a run updates in place (a
+few stores, nothing allocated), and a scrape formats the rows on the event loop in pieces, a
+whole row at a time, so each row's series agree with each other.
 """
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
@@ -40,22 +41,38 @@ HELP = {
 _STATUS_LABELS = tuple(status.label for status in Status)
 
 
-class CheckRow(NamedTuple):
-    label: str
-    """The escaped label value of `check`."""
-    status: int
-    runs: tuple[int, ...]
-    """Runs so far, indexed by Status."""
-    buckets: tuple[int, ...]
-    """Cumulative counts of runs at most each bucket bound (empty when durations are a gauge)."""
-    duration_sum: float
-    duration: float
-    finished_at: float
-    flapping: int
+class CheckRow:
+    """One check's series, updated in place by each run (on the event loop only)."""
+
+    __slots__ = ("buckets", "duration", "duration_sum", "finished_at", "flapping", "label", "runs", "status")
+
+    def __init__(self, label: str, bounds: int) -> None:
+        self.label = label
+        """The escaped label value of `check`."""
+        self.status = 0
+        self.runs = [0] * len(Status)
+        """Runs so far, indexed by Status."""
+        self.buckets = [0] * bounds
+        """Runs per duration bucket, each counting the durations above the bound before it and at
+        most its own (not cumulative: one increment a run; `cumulative()` adds them up)."""
+        self.duration_sum = 0.0
+        self.duration = 0.0
+        self.finished_at = 0.0
+        self.flapping = 0
+
+    def cumulative(self) -> list[int]:
+        """The histogram's counts: runs at most each bound, then all runs (+Inf)."""
+        counts, total = [], 0
+        for count in self.buckets:
+            total += count
+            counts.append(total)
+        counts.append(sum(self.runs))
+        return counts
 
 
 class CheckSeries:
-    """Every check's latest row. Only the event loop writes; `snapshot()` is safe to render anywhere."""
+    """Every check's row. Only the event loop writes, and a scrape renders on the event loop too,
+    each row in one piece, so a row is never read half-updated."""
 
     def __init__(self, duration_metric: DurationMetric, buckets: Sequence[float]) -> None:
         self.duration_metric = duration_metric
@@ -67,30 +84,25 @@ class CheckSeries:
     def record(self, check: str, status: Status, duration: float, finished_at: float) -> None:
         row = self._rows.get(check)
         if row is None:
-            row = CheckRow(_escape(check), 0, (0,) * len(Status), (0,) * len(self.bounds), 0.0, 0.0, 0.0, 0)
-        runs = row.runs
-        pairs = zip(row.buckets, self.bounds, strict=True)
-        buckets = [count + 1 if duration <= bound else count for count, bound in pairs]
-        self._rows[check] = CheckRow(
-            row.label,
-            status,
-            (*runs[:status], runs[status] + 1, *runs[status + 1 :]),
-            tuple(buckets),
-            row.duration_sum + duration,
-            duration,
-            finished_at,
-            row.flapping,
-        )
+            row = self._rows[check] = CheckRow(_escape(check), len(self.bounds))
+        row.status = status
+        row.runs[status] += 1
+        bucket = bisect_left(self.bounds, duration)
+        if bucket < len(row.buckets):
+            row.buckets[bucket] += 1
+        row.duration_sum += duration
+        row.duration = duration
+        row.finished_at = finished_at
 
     def set_flapping(self, check: str, flapping: bool) -> None:
         row = self._rows.get(check)
         if row is not None and row.flapping != flapping:
-            self._rows[check] = row._replace(flapping=int(flapping))
+            row.flapping = int(flapping)
 
     def forget(self, check: str) -> None:
         self._rows.pop(check, None)
 
-    def snapshot(self) -> list[CheckRow]:
+    def rows(self) -> list[CheckRow]:
         return list(self._rows.values())
 
     def set_uptime(self, ratios: Mapping[str, Mapping[str, float]]) -> None:
@@ -128,8 +140,7 @@ class CheckSeries:
                 if count:
                     runs.add_metric([check, _STATUS_LABELS[index]], count)
             if isinstance(duration, HistogramMetricFamily):
-                counts = [*row.buckets, sum(row.runs)]
-                duration.add_metric([check], list(zip(les, counts, strict=True)), row.duration_sum)
+                duration.add_metric([check], list(zip(les, row.cumulative(), strict=True)), row.duration_sum)
             else:
                 duration.add_metric([check], row.duration)
         uptime = GaugeMetricFamily(UPTIME, HELP[UPTIME], labels=["check", "window"])
@@ -163,8 +174,9 @@ def render(
 
         def histogram(row: CheckRow) -> str:
             prefix = f'{DURATION}_bucket{{check="{row.label}'
-            count = sum(row.runs)
-            buckets = "".join([f"{prefix}{le}{n}\n" for le, n in zip(les, (*row.buckets, count), strict=True)])
+            counts = row.cumulative()
+            count = counts[-1]
+            buckets = "".join([f"{prefix}{le}{n}\n" for le, n in zip(les, counts, strict=True)])
             return (
                 f'{buckets}{DURATION}_count{{check="{row.label}"}} {count}\n'
                 f'{DURATION}_sum{{check="{row.label}"}} {row.duration_sum!r}\n'

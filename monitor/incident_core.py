@@ -252,9 +252,24 @@ class IncidentCore:
 
     def observe(self, check: str, findings: list[Finding], now: datetime) -> list[IncidentEvent]:
         self._now = now
+        state = self._states.get(check)
+        if state is not None and self._at_rest(check, state, findings):
+            return []
         events = self._unmuted(self._observe(check, findings))
         self._remember(check)
         return events
+
+    def _at_rest(self, check: str, state: _CheckState, findings: list[Finding]) -> bool:
+        """An OK run of a check with nothing to track (no streak, no open incident, a steady
+        flapping window, nothing left to remember), recorded in its flapping window: the common
+        case, decided without the general path's sets and memory."""
+        if state.streaks or check in self._open_codes:
+            return False
+        if self._remembered.get(check, _NOTHING_TO_REMEMBER) != _NOTHING_TO_REMEMBER:
+            return False
+        if any(finding.failing for finding in findings):
+            return False
+        return state.flap.record_steady(False)
 
     def _remember(self, check: str) -> None:
         """The check's memory goes to the store when it changed."""

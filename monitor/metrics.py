@@ -1,7 +1,7 @@
 """Every metric the daemon exports, on a registry of its own (never the global one), and one
 scrape's rendering: negotiated like prometheus_client's own handler (OpenMetrics when the
-scraper asks for it, gzip when it accepts it), from a snapshot, in pieces of a millisecond
-between which the event loop runs its checks."""
+scraper asks for it, gzip when it accepts it), in pieces of a millisecond between which the
+event loop runs its checks."""
 
 import asyncio
 import contextlib
@@ -154,10 +154,10 @@ class MonitorMetrics:
         return known[1]
 
     def scrape(self, accept: str, accept_encoding: str) -> "Scrape":
-        """One scrape: a snapshot of the rows (microseconds) and the negotiated format and encoding."""
+        """One scrape: the checks' rows (their references, microseconds) and the negotiated format and encoding."""
         encoder, content_type = choose_encoder(accept)
         return Scrape(
-            rows=self.checks.snapshot(),
+            rows=self.checks.rows(),
             bounds=self.checks.bounds,
             shared=self.shared,
             encoder=encoder,
@@ -169,7 +169,7 @@ class MonitorMetrics:
 
 @dataclass(frozen=True)
 class Scrape:
-    """One scrape: the rows as they were when it came in, and how the scraper wants them."""
+    """One scrape: the checks' rows when it came in, and how the scraper wants them."""
 
     rows: list[CheckRow]
     bounds: tuple[float, ...]
@@ -184,8 +184,8 @@ class Scrape:
         return self.content_type.startswith("application/openmetrics-text")
 
     async def render(self) -> bytes:
-        """The response body. Never blocks the loop for more than a piece of CHUNK_ROWS rows:
-        the rows are immutable, so what the loop records meanwhile is not in this scrape."""
+        """The response body. Never blocks the loop for more than a piece of CHUNK_ROWS rows; a
+        run recorded between two pieces shows in the rows not yet formatted, as in a live registry."""
         shared = self.encoder(self.shared)
         eof = b""
         if self.openmetrics:

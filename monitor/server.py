@@ -44,7 +44,7 @@ def build_app(daemon: DaemonView) -> web.Application:
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
         # Formatting 100,000 series in one go would stall every check for a tenth of a second:
-        # the snapshot renders in pieces, with the checks running in between.
+        # the rows render in pieces, with the checks running in between.
         scrape = daemon.metrics.scrape(
             request.headers.get("Accept", ""), request.headers.get("Accept-Encoding", "")
         )
