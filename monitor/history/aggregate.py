@@ -290,6 +290,14 @@ class WindowTotals:
             return Uptime()
         return Uptime(*(column[number] for column in columns))
 
+    def ratio(self, check: str) -> float | None:
+        """`uptime(check).ratio` without the Uptime: 30,000 of them at every flush of 10,000 checks."""
+        number, (runs, good, held_runs, held_good) = self._numbers.get(check), self._columns
+        if number is None or number >= len(runs):
+            return None
+        counted = runs[number] - held_runs[number]
+        return (good[number] - held_good[number]) / counted if counted else None
+
     def _number(self, check: str) -> int:
         number = self._numbers.get(check)
         if number is None:

@@ -184,8 +184,12 @@ class UptimeRatios(_ByCheck[dict[str, float]]):
     """What `health_monitor_check_uptime_ratio` shows: per check, the ratio of each window that has one."""
 
     def _of(self, check: str) -> dict[str, float]:
-        ratios = ((totals.window.name, totals.uptime(check).ratio) for totals in self._totals)
-        return {window: ratio for window, ratio in ratios if ratio is not None}
+        ratios = {}
+        for totals in self._totals:
+            ratio = totals.ratio(check)
+            if ratio is not None:
+                ratios[totals.window.name] = ratio
+        return ratios
 
 
 def _last_minutes(batches: list[Batch], limit: int) -> list[Batch]:
