@@ -43,6 +43,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -608,6 +609,9 @@ def main() -> None:
     parser.add_argument("--no-storm", action="store_true", help="skip the storm phase")
     parser.add_argument("--history-flush", type=float, default=0.0,
                         help="seconds between history flushes (default: the daemon's, 60)")
+    parser.add_argument("--history-pairs", type=int, default=1,
+                        help="daemon runs with history on then off, alternately, this many times (one run varies"
+                             " by several %% with the machine; the median ratio of the pairs is printed)")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite",
                         help="the daemon's state store (postgres: a throwaway local cluster)")
     parser.add_argument("--history", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
@@ -657,6 +661,16 @@ def measure_store(
     without_history = asyncio.run(run_daemon(args, target, store, storm=False, history="off"))
     report(args, target, store, daemon, bare)
     report_history(args, daemon, without_history)
+    ratios = [daemon["cpu_us_per_check"] / without_history["cpu_us_per_check"]]
+    for pair in range(2, args.history_pairs + 1):
+        on = asyncio.run(run_daemon(args, target, store, storm=False))
+        off = asyncio.run(run_daemon(args, target, store, storm=False, history="off"))
+        ratios.append(on["cpu_us_per_check"] / off["cpu_us_per_check"])
+        print(f"  history, pair {pair}: on {on['cpu_us_per_check']:.1f} µs, off {off['cpu_us_per_check']:.1f} µs;"
+              f" on/off = {ratios[-1]:.3f}x")
+    if len(ratios) > 1:
+        print(f"  history:    on/off over {len(ratios)} alternating pairs: median {statistics.median(ratios):.3f}x"
+              f" (each {', '.join(f'{ratio:.3f}' for ratio in ratios)}; target <= 1.05)")
     figures = {"daemon": daemon, "daemon_without_history": without_history}
     if not args.no_storm:
         storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})

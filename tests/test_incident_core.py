@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from monitor.config import Config, load_config
+from monitor.flapping import FlapChange, FlapDetector
 from monitor.incident_core import IncidentCore, IncidentEvent
 from monitor.incident_core import IncidentEventKind as Kind
 from monitor.model import Finding, Severity, Status
@@ -142,3 +143,31 @@ def test_a_check_removed_from_the_config_forgets_its_memory(tmp_path: Path) -> N
     core.take_change()
     core.update_config(replace(config, checks={"web": config.checks["web"]}), START)
     assert core.take_change().forgotten == ["api"]
+
+
+def test_a_long_steady_stretch_still_counts_failures_and_flapping_afterwards(tmp_path: Path) -> None:
+    core = IncidentCore(two_of_two(tmp_path))
+    for second in range(30):
+        assert core.observe("api", [UP], START + timedelta(seconds=second)) == []
+    assert not core.take_change()
+    assert core.observe("api", [DOWN], START + timedelta(seconds=30)) == [], "1 of 2 failures"
+    (opened,) = core.observe("api", [DOWN], START + timedelta(seconds=31))
+    assert opened.kind is Kind.OPENED
+    for second in range(32, 34):
+        core.observe("api", [UP], START + timedelta(seconds=second))
+    assert not core.open_incidents, "resolved after 2 good runs"
+    for second in range(34, 64):
+        assert core.observe("api", [UP], START + timedelta(seconds=second)) == []
+    assert core.observe("api", [DOWN], START + timedelta(seconds=64)) == [], "a recovered check counts from 1 again"
+    events = []
+    for second in range(65, 85):
+        events += core.observe("api", [UP if second % 2 else DOWN], START + timedelta(seconds=second))
+    assert core.is_flapping("api"), "the steady runs filled the flapping window; the alternation shows in it"
+    assert any(event.incident.code == "flapping" for event in events)
+
+
+def test_a_check_restored_as_flapping_with_a_steady_window_stops_flapping() -> None:
+    detector = FlapDetector(low=20.0, high=30.0)
+    detector.restore([False] * 21, flapping=True)
+    assert detector.record(False) is FlapChange.STOPPED
+    assert not detector.flapping
