@@ -22,6 +22,8 @@ History (issue 16): the daemon runs twice in the same run, with its history on (
 in memory and flushed every --history-flush seconds, by default the daemon's own 60 s: measure
 at least 120 s so that the window holds two flushes) and off (History.record and its flushes
 made no-ops in that process). Target: CPU per check with history on within 5 % of history off.
+One run's CPU moves by several % with the machine: `--history-pairs N` runs the two N times,
+alternately, and prints the median of the pairs' ratios.
 
 The storm phase: 1,000 checks at 1 s, warmed up, then the target answers 500 to all of them at
 once; it reports lateness, stalls, incidents recorded and the time to the first page.
