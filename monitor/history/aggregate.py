@@ -176,6 +176,12 @@ class Accumulator:
         return list(rolled.values())
 
 
+def uptime_ratio(runs: int, good: int, held_runs: int, held_good: int) -> float | None:
+    """Good runs over runs, held ones left out; None when no run counted."""
+    counted = runs - held_runs
+    return (good - held_good) / counted if counted else None
+
+
 @dataclass(frozen=True, slots=True)
 class Uptime:
     runs: int = 0
@@ -185,9 +191,7 @@ class Uptime:
 
     @property
     def ratio(self) -> float | None:
-        """Good runs over runs, held ones left out; None when no run counted."""
-        counted = self.runs - self.held_runs
-        return (self.good - self.held_good) / counted if counted else None
+        return uptime_ratio(self.runs, self.good, self.held_runs, self.held_good)
 
     def as_json(self) -> dict[str, float | int | None]:
         ratio = self.ratio
@@ -295,8 +299,7 @@ class WindowTotals:
         number, (runs, good, held_runs, held_good) = self._numbers.get(check), self._columns
         if number is None or number >= len(runs):
             return None
-        counted = runs[number] - held_runs[number]
-        return (good[number] - held_good[number]) / counted if counted else None
+        return uptime_ratio(runs[number], good[number], held_runs[number], held_good[number])
 
     def _number(self, check: str) -> int:
         number = self._numbers.get(check)
