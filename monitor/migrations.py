@@ -188,6 +188,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             ) WITHOUT ROWID""",
         ),
     ),
+    Migration(
+        7,
+        "history keyed by time first: a flush of 10,000 checks writes a few hundred pages, not one per check",
+        tuple(
+            statement
+            for table in ("history_minute", "history_hour", "history_day")
+            for statement in (
+                f"""CREATE TABLE {table}_by_start (
+                    check_id INTEGER NOT NULL,
+                    start INTEGER NOT NULL,
+                    runs INTEGER NOT NULL,
+                    good INTEGER NOT NULL,
+                    latency_sum REAL NOT NULL,
+                    latency_max REAL NOT NULL,
+                    held_runs INTEGER NOT NULL,
+                    held_good INTEGER NOT NULL,
+                    PRIMARY KEY (start, check_id)
+                ) WITHOUT ROWID""",
+                f"INSERT INTO {table}_by_start SELECT check_id, start, runs, good, latency_sum, latency_max,"
+                f" held_runs, held_good FROM {table}",
+                f"DROP TABLE {table}",
+                f"ALTER TABLE {table}_by_start RENAME TO {table}",
+            )
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -13,7 +13,7 @@ version. Timestamps are timestamptz; incident ids are given by the incident core
 
 import asyncpg
 
-from monitor.history.pg_schema import HISTORY_TABLES
+from monitor.history.pg_schema import HISTORY_BY_START, HISTORY_TABLES
 from monitor.migrations import Migration, SchemaTooNew
 from monitor.pg_side_schema import SIDE_TABLES
 
@@ -105,6 +105,7 @@ PG_MIGRATIONS: tuple[Migration, ...] = (
     ),
     SIDE_TABLES,  # the daemon's other state (monitor/pg_side_schema.py): replicas share it
     HISTORY_TABLES,  # uptime history (monitor/history/pg_schema.py)
+    HISTORY_BY_START,
 )
 PG_LATEST_VERSION = PG_MIGRATIONS[-1].version
 

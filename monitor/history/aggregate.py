@@ -7,7 +7,7 @@ so planned work does not lower a check's uptime and is not hidden either.
 """
 
 from array import array
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -39,24 +39,6 @@ class Bucket:
     held_runs: int = 0
     held_good: int = 0
 
-    def add(self, good: bool, latency: float, held: bool) -> None:
-        self.runs += 1
-        self.good += good
-        self.latency_sum += latency
-        if latency > self.latency_max:
-            self.latency_max = latency
-        if held:
-            self.held_runs += 1
-            self.held_good += good
-
-    def merge(self, other: "Bucket") -> None:
-        self.runs += other.runs
-        self.good += other.good
-        self.latency_sum += other.latency_sum
-        self.latency_max = max(self.latency_max, other.latency_max)
-        self.held_runs += other.held_runs
-        self.held_good += other.held_good
-
     @property
     def latency_avg(self) -> float | None:
         return self.latency_sum / self.runs if self.runs else None
@@ -64,16 +46,6 @@ class Bucket:
     @property
     def uptime(self) -> float | None:
         return uptime_of([self]).ratio
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One bucket as stored: a check's runs in one bucket of one resolution."""
-
-    check: str
-    resolution: Resolution
-    start: int
-    bucket: Bucket
 
 
 class MinuteRuns:
@@ -101,16 +73,17 @@ class MinuteRuns:
             self.held_runs[index] += 1
             self.held_good[index] += good
 
-    def bucket(self, index: int) -> Bucket:
-        return Bucket(self.runs[index], self.good[index], self.latency_sum[index], self.latency_max[index],
-                      self.held_runs[index], self.held_good[index])
-
     def _grow(self, size: int) -> None:
         more = size - len(self.runs)
         for column in (self.runs, self.good, self.held_runs, self.held_good):
             column.extend(repeat(0, more))
         for column in (self.latency_sum, self.latency_max):
             column.extend(repeat(0.0, more))
+
+
+StoredBucket = tuple[int, int, int, int, float, float, int, int]
+"""A bucket as a store's upsert takes it: check id, start, runs, good runs, latency sum and max,
+held runs, held good runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,22 +93,23 @@ class Batch:
     checks: list[str]
     minutes: list[MinuteRuns]
 
-    def rows(self, resolutions: Iterable[Resolution] = RESOLUTIONS) -> Iterator[Row]:
-        """Each check's bucket of each minute, once per resolution (its start floored to that
-        resolution's bucket), made one at a time: rows of one hour or day are not summed here, the
-        store adds them up as it upserts them."""
+    def buckets(self, ids: Sequence[int], resolution: Resolution) -> Iterator[StoredBucket]:
+        """Each check's runs of each minute, as a bucket of `resolution` (`ids`: each check's id in
+        the store, by number). Buckets of one hour or day are not summed here: the store's upserts
+        add them up. `zip` makes them from the minute's arrays; Python only skips the checks that
+        did not run that minute."""
         for minute in self.minutes:
-            for resolution in resolutions:
-                start = resolution.floor(minute.start)
-                for index, runs in enumerate(minute.runs):
-                    if runs:
-                        yield Row(self.checks[index], resolution, start, minute.bucket(index))
+            columns = (minute.runs, minute.good, minute.latency_sum, minute.latency_max,
+                       minute.held_runs, minute.held_good)
+            for bucket in zip(ids, repeat(resolution.floor(minute.start)), *columns):
+                if bucket[2]:
+                    yield bucket
 
 
 class Accumulator:
     """Runs since the last flush, per minute and check: on the hot path a dict look-up and a few
-    additions. `take()` hands them over in constant time, so that turning them into rows runs
-    off the event loop; `drain()` takes them and rolls them up into minute, hour and day rows."""
+    additions. `take()` hands them over in constant time, so that turning them into buckets
+    runs off the event loop."""
 
     __slots__ = ("_checks", "_minutes", "_numbers")
 
@@ -163,17 +137,6 @@ class Accumulator:
     def take(self) -> Batch:
         minutes, self._minutes = self._minutes, {}
         return Batch(self._checks, list(minutes.values()))
-
-    def drain(self) -> list[Row]:
-        rolled: dict[tuple[str, str, int], Row] = {}
-        for row in self.take().rows():
-            key = (row.check, row.resolution.name, row.start)
-            same = rolled.get(key)
-            if same is None:
-                rolled[key] = row
-            else:
-                same.bucket.merge(row.bucket)
-        return list(rolled.values())
 
 
 def uptime_ratio(runs: int, good: int, held_runs: int, held_good: int) -> float | None:

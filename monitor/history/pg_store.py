@@ -1,19 +1,18 @@
 """History on PostgreSQL: the tables of monitor/history/pg_schema.py, reached through the
 daemon's one `asyncpg.Pool` (never a pool or connection of its own).
 
-A flush's rows are turned into one column list per field in a worker thread, then sent as
-arrays in pieces of PIECE_ROWS rows, in one transaction: `unnest` makes them rows again, `GROUP BY` adds up those
-of the same bucket (the daemon sends one row per minute for each hour and day), and the upsert
-adds them to what is kept, as the SQLite store does."""
+A flush's buckets are turned into one column per field in a worker thread, then sent as
+arrays in pieces of PIECE_ROWS buckets, in one transaction: `unnest` makes them rows again, `GROUP BY`
+adds up those of the same bucket (each minute is sent once for its hour and once for its day), and
+the upsert adds them to what is kept, as the SQLite store does."""
 
 import asyncio
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
 
-from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Uptime
+from monitor.history.aggregate import RESOLUTIONS, Batch, Bucket, Resolution, Uptime
 
 PIECE_ROWS = 2000
 """Rows per upsert statement: encoding one piece's arrays keeps the event loop a few ms at most."""
@@ -36,57 +35,21 @@ def _upsert(table: str) -> str:
     )
 
 
-Piece = tuple[list[int] | list[float], ...]
-"""One upsert's arguments: a column list per field."""
+Piece = list[tuple[int | float, ...]]
+"""One upsert's arguments: a column per field."""
 
 
-@dataclass(slots=True)
-class _Columns:
-    """One resolution's rows, field by field."""
-
-    checks: list[str] = field(default_factory=list)
-    starts: list[int] = field(default_factory=list)
-    runs: list[int] = field(default_factory=list)
-    good: list[int] = field(default_factory=list)
-    latency_sum: list[float] = field(default_factory=list)
-    latency_max: list[float] = field(default_factory=list)
-    held_runs: list[int] = field(default_factory=list)
-    held_good: list[int] = field(default_factory=list)
-
-    def add(self, row: Row) -> None:
-        bucket = row.bucket
-        self.checks.append(row.check)
-        self.starts.append(row.start)
-        self.runs.append(bucket.runs)
-        self.good.append(bucket.good)
-        self.latency_sum.append(bucket.latency_sum)
-        self.latency_max.append(bucket.latency_max)
-        self.held_runs.append(bucket.held_runs)
-        self.held_good.append(bucket.held_good)
-
-
-    def pieces(self, ids: dict[str, int], size: int) -> Iterator[Piece]:
-        """The columns as upsert arguments (check ids for names), `size` rows a piece."""
-        check_ids = [ids[name] for name in self.checks]
-        columns = (check_ids, self.starts, self.runs, self.good, self.latency_sum, self.latency_max,
-                   self.held_runs, self.held_good)
-        for start in range(0, len(check_ids), size):
-            yield tuple(column[start : start + size] for column in columns)
-
-
-def _columns(rows: Iterable[Row]) -> dict[str, _Columns]:
-    by_table: dict[str, _Columns] = {}
-    for row in rows:
-        table = f"history_{row.resolution.name}"
-        columns = by_table.get(table)
-        if columns is None:
-            columns = by_table[table] = _Columns()
-        columns.add(row)
-    return by_table
-
-
-def _pieces(by_table: dict[str, _Columns], ids: dict[str, int]) -> list[tuple[str, Piece]]:
-    return [(table, piece) for table, columns in by_table.items() for piece in columns.pieces(ids, PIECE_ROWS)]
+def _pieces(batches: Sequence[Batch], ids: dict[str, int]) -> list[tuple[str, Piece]]:
+    """Each table's upserts: the batches' buckets of its resolution, PIECE_ROWS at a time, a column per field."""
+    pieces = []
+    for batch in batches:
+        check_ids = [ids[name] for name in batch.checks]
+        for resolution in RESOLUTIONS:
+            buckets = list(batch.buckets(check_ids, resolution))
+            for start in range(0, len(buckets), PIECE_ROWS):
+                columns = list(zip(*buckets[start : start + PIECE_ROWS], strict=True))
+                pieces.append((f"history_{resolution.name}", columns))
+    return pieces
 
 
 class PostgresHistoryStore:
@@ -94,12 +57,11 @@ class PostgresHistoryStore:
         self._pool = pool
         self._ids: dict[str, int] = {}
 
-    async def write(self, rows: Iterable[Row], now: datetime) -> None:
-        by_table = await asyncio.to_thread(_columns, rows)
-        names = await asyncio.to_thread(lambda: {name for columns in by_table.values() for name in columns.checks})
+    async def write(self, batches: Sequence[Batch], now: datetime) -> None:
+        names = {name for batch in batches for name in batch.checks}
         async with self._pool.acquire() as connection:
             ids = await self._ids_of(connection, names)
-            pieces = await asyncio.to_thread(_pieces, by_table, ids)
+            pieces = await asyncio.to_thread(_pieces, batches, ids)
             async with connection.transaction():
                 for table, arguments in pieces:
                     await connection.execute(_upsert(table), *arguments)
@@ -108,10 +70,17 @@ class PostgresHistoryStore:
                     await connection.execute(f"DELETE FROM history_{resolution.name} WHERE start < $1", cutoff)
 
     async def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
+        # Keyed by start first: one check's buckets are looked up start by start (PostgreSQL 15
+        # has no skip scan), from the first at or after `since` to the last the table holds.
+        table = f"history_{resolution.name}"
+        step = resolution.seconds
         records = await self._pool.fetch(
-            f"SELECT start, runs, good, latency_sum, latency_max, held_runs, held_good FROM history_{resolution.name}"
-            " WHERE check_id = (SELECT id FROM history_checks WHERE name = $1) AND start >= $2",
-            check, since,
+            f"SELECT h.start, h.runs, h.good, h.latency_sum, h.latency_max, h.held_runs, h.held_good"
+            f" FROM generate_series(GREATEST($2, (SELECT min(start) FROM {table})),"
+            f" (SELECT max(start) FROM {table}), $3) AS slot (start)"
+            f" JOIN {table} h ON h.start = slot.start"
+            " AND h.check_id = (SELECT id FROM history_checks WHERE name = $1)",
+            check, -(-since // step) * step, step,
         )
         return {start: Bucket(*values) for start, *values in records}
 

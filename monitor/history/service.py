@@ -2,7 +2,7 @@
 flushed once a minute in one transaction, and the uptime of every check brought up to date for
 /api/checks, the status page and `health_monitor_check_uptime_ratio`.
 
-The event loop only swaps the accumulator for an empty one: the rows are made one at a time
+The event loop only swaps the accumulator for an empty one: the buckets are made one at a time
 where the store consumes them (its thread for SQLite, a worker thread for PostgreSQL), and the
 uptime windows are counted in a worker thread, in Python code short enough between two GIL
 hand-overs that the loop keeps its schedule. Uptime is kept incrementally (`WindowTotals`): a
@@ -15,7 +15,6 @@ after a rollback counts each run once), up to UNSAVED_MINUTES minutes of runs.""
 import asyncio
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from itertools import chain
 from typing import TypeVar
 
 import structlog
@@ -104,7 +103,7 @@ class History:
         if not any(batch.minutes for batch in batches):
             return []
         try:
-            await self.store.write(chain.from_iterable(batch.rows() for batch in batches), now)
+            await self.store.write(batches, now)
         except Exception as exc:  # noqa: BLE001 - the runs wait for the next flush
             self._unsaved = _last_minutes(batches, UNSAVED_MINUTES)
             log.warning("history.flush_failed", error=f"{type(exc).__name__}: {exc}",

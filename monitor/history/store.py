@@ -1,35 +1,44 @@
 """Where history is kept. `HistoryStore` is the persistence interface (async); `SqliteHistoryStore`
 implements it on the SQLite state file by running `SqliteHistoryFile` (synchronous, one thread
-at a time) on a thread of its own: three tables (migration 5 of monitor.migrations), one per
-resolution, keyed by a small check id and the bucket's start. The PostgreSQL implementation is
+at a time) on a thread of its own: three tables (migrations 5 and 7 of monitor.migrations), one
+per resolution, keyed by the bucket's start and a small check id, in that order: a flush adds one
+bucket per check, all of one start, so it writes a few pages side by side instead of one page per
+check (57 MB a minute at 10,000 checks, 3 MB now). The PostgreSQL implementation is
 monitor/history/pg_store.py."""
 
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from itertools import groupby
-from operator import attrgetter
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from monitor.history.aggregate import RESOLUTIONS, Bucket, Resolution, Row, Uptime
+from monitor.history.aggregate import RESOLUTIONS, Batch, Bucket, Resolution, Uptime
 from monitor.migrations import apply_migrations
 
 T = TypeVar("T")
 _COLUMNS = "runs, good, latency_sum, latency_max, held_runs, held_good"
-_EVERY_CHECK = "(SELECT id FROM history_checks)"
-"""`check_id IN` this lets SQLite seek each check's range on the primary key (check_id, start)
-instead of scanning the whole table: at 10,000 checks the minute table holds 14 million rows."""
+
+
+def _one_check(table: str) -> str:
+    """One check's buckets from a start on: the table is keyed by start first (each flush writes
+    its buckets side by side), so they are looked up start by start, from the first bucket at
+    or after the given start (aligned to the resolution) to the last the table holds."""
+    return (
+        f"WITH RECURSIVE slot(start) AS (SELECT max(?, (SELECT min(start) FROM {table}))"
+        f" UNION ALL SELECT start + ? FROM slot WHERE start + ? <= (SELECT max(start) FROM {table}))"
+        f" SELECT h.start, {', '.join(f'h.{column}' for column in _COLUMNS.split(', '))}"
+        f" FROM slot JOIN {table} h ON h.start = slot.start AND h.check_id = ?"
+    )
 
 
 class HistoryStore(Protocol):
-    async def write(self, rows: Iterable[Row], now: datetime) -> None:
-        """Add `rows` to what is kept (one transaction; rows for the same bucket add up) and
-        forget buckets past their resolution's `kept`. `rows` may be a generator: it is read
-        once, off the event loop."""
+    async def write(self, batches: Sequence[Batch], now: datetime) -> None:
+        """Add each check's runs of each minute of `batches` to its minute, hour and day buckets
+        (one transaction; what the same bucket gets twice adds up) and forget buckets past their
+        resolution's `kept`. The batches are read off the event loop."""
         ...
 
     async def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
@@ -58,8 +67,8 @@ class SqliteHistoryStore:
         self.file = SqliteHistoryFile(path)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history")
 
-    async def write(self, rows: Iterable[Row], now: datetime) -> None:
-        await self._run(self.file.write, rows, now)
+    async def write(self, batches: Sequence[Batch], now: datetime) -> None:
+        await self._run(self.file.write, batches, now)
 
     async def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
         return await self._run(self.file.buckets, check, resolution, since)
@@ -98,36 +107,31 @@ class SqliteHistoryFile:
         self._ids: dict[str, int] = dict(self._db.execute("SELECT name, id FROM history_checks").fetchall())
         self._names = {check_id: name for name, check_id in self._ids.items()}
 
-    def write(self, rows: Iterable[Row], now: datetime) -> None:
+    def write(self, batches: Sequence[Batch], now: datetime) -> None:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for resolution, same in groupby(rows, key=attrgetter("resolution")):
-                    self._db.executemany(_upsert(f"history_{resolution.name}"), map(self._values, same))
+                for batch in batches:
+                    ids = [self._id(check) for check in batch.checks]
+                    for resolution in RESOLUTIONS:
+                        self._db.executemany(_upsert(f"history_{resolution.name}"), batch.buckets(ids, resolution))
                 for resolution in RESOLUTIONS:
                     cutoff = resolution.floor((now - resolution.kept).timestamp())
-                    self._db.execute(
-                        f"DELETE FROM history_{resolution.name} WHERE check_id IN {_EVERY_CHECK} AND start < ?",
-                        (cutoff,),
-                    )
+                    self._db.execute(f"DELETE FROM history_{resolution.name} WHERE start < ?", (cutoff,))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self._forget_unsaved_ids()
                 raise
 
-    def _values(self, row: Row) -> tuple[int | float, ...]:
-        b = row.bucket
-        return (self._id(row.check), row.start, b.runs, b.good, b.latency_sum, b.latency_max, b.held_runs, b.held_good)
-
     def buckets(self, check: str, resolution: Resolution, since: int) -> dict[int, Bucket]:
         with self._lock:
             check_id = self._ids.get(check)
             if check_id is None:
                 return {}
+            step = resolution.seconds
             cursor = self._db.execute(
-                f"SELECT start, {_COLUMNS} FROM history_{resolution.name} WHERE check_id = ? AND start >= ?",
-                (check_id, since),
+                _one_check(f"history_{resolution.name}"), (-(-since // step) * step, step, step, check_id)
             )
             return {start: Bucket(*values) for start, *values in cursor}
 
@@ -145,7 +149,7 @@ class SqliteHistoryFile:
         with self._lock:
             cursor = self._db.execute(
                 f"SELECT check_id, SUM(runs), SUM(good), SUM(held_runs), SUM(held_good)"
-                f" FROM history_{resolution.name} WHERE check_id IN {_EVERY_CHECK} AND start >= ? GROUP BY check_id",
+                f" FROM history_{resolution.name} WHERE start >= ? GROUP BY check_id",
                 (since,),
             )
             return {self._names[check_id]: Uptime(*sums) for check_id, *sums in cursor}

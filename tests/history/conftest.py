@@ -9,17 +9,21 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from monitor.history.pg_schema import HISTORY_TABLES
+from monitor.history.pg_schema import HISTORY_BY_START, HISTORY_TABLES
 from monitor.history.pg_store import PostgresHistoryStore
 from monitor.history.store import HistoryStore, SqliteHistoryStore
+from monitor.migrations import Migration
 from tests.postgres.pg_server import Server
 
 STORES = ["sqlite", "postgres"]
 
 
 @asynccontextmanager
-async def fresh_database(server: Server) -> AsyncIterator[asyncpg.Pool]:
-    """A database of its own with the history tables, through a pool as the daemon has one."""
+async def fresh_database(
+    server: Server, migrations: tuple[Migration, ...] = (HISTORY_TABLES, HISTORY_BY_START)
+) -> AsyncIterator[asyncpg.Pool]:
+    """A database of its own with the history tables (as `migrations` make them), through a pool
+    as the daemon has one."""
     name = f"history_{uuid4().hex[:12]}"
     admin = await asyncpg.connect(server.admin_dsn)
     try:
@@ -28,7 +32,7 @@ async def fresh_database(server: Server) -> AsyncIterator[asyncpg.Pool]:
                                          min_size=1, max_size=3)
         try:
             async with pool.acquire() as connection:
-                for statement in HISTORY_TABLES.statements:
+                for statement in (statement for migration in migrations for statement in migration.statements):
                     await connection.execute(statement)
             yield pool
         finally:

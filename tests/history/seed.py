@@ -20,7 +20,7 @@ def seed_history(state: Path, now: datetime) -> None:
         accumulator.record("api", moment.timestamp(), good, latency)
         moment += timedelta(minutes=5)
     store = SqliteHistoryFile(state)
-    store.write(accumulator.drain(), now)
+    store.write([accumulator.take()], now)
     store.close()
 
 

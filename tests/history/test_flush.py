@@ -80,8 +80,10 @@ def test_recording_a_run_allocates_nothing_the_garbage_collector_follows() -> No
     finally:
         gc.enable()
     assert allocated < 10
-    (day,) = [row for row in accumulator.drain() if row.resolution.name == "day" and row.check == "check-7"]
-    assert (day.bucket.runs, day.bucket.good, day.bucket.held_runs) == (50, 50 - 16, 9)
+    batch = accumulator.take()
+    seventh = batch.checks.index("check-7")
+    runs = [(minute.runs[seventh], minute.good[seventh], minute.held_runs[seventh]) for minute in batch.minutes]
+    assert tuple(map(sum, zip(*runs, strict=True))) == (50, 50 - 16, 9)
 
 
 async def test_after_a_restart_the_windows_are_summed_from_the_store_once(history_store: HistoryStore) -> None:

@@ -116,17 +116,25 @@ async def test_the_status_page_series_are_the_day_buckets_and_the_minutes_summed
                if bucket.good == bucket.runs)
 
 
-def test_the_accumulator_rolls_minutes_up_into_hours_and_days() -> None:
+async def test_the_store_rolls_minutes_up_into_hours_and_days(history_store: HistoryStore) -> None:
+    """Two hours of runs every 30 s, written in two batches (one cutting an hour in half): each
+    minute is kept once, and the hours and the day add up what their minutes hold."""
     accumulator = Accumulator()
     base = START.timestamp()
+    batches = []
     for second in range(0, 7200, 30):
         accumulator.record("api", base + second, good=second % 600 != 0, latency=second / 7200)
-    rows = {(row.resolution.name, row.start): row.bucket for row in accumulator.drain()}
+        if second == 5400:
+            batches.append(accumulator.take())
+    batches.append(accumulator.take())
     assert len(accumulator) == 0
-    assert sum(1 for resolution, _ in rows if resolution == "minute") == 120
-    first_hour = rows[("hour", int(base))]
-    assert (first_hour.runs, first_hour.good) == (120, 114)
-    day = rows[("day", int(base))]
+    await history_store.write(batches, START + timedelta(hours=2))
+    minutes = await history_store.buckets("api", MINUTE, 0)
+    assert len(minutes) == 120
+    assert minutes[int(base) + 5400].runs == 2  # the minute cut by the first batch, added up
+    hours = await history_store.buckets("api", HOUR, 0)
+    assert [(hour.runs, hour.good) for _, hour in sorted(hours.items())] == [(120, 114), (120, 114)]
+    (day,) = (await history_store.buckets("api", DAY, 0)).values()
     assert (day.runs, day.good) == (240, 228)
     assert day.latency_max == pytest.approx(7170 / 7200)
 
@@ -171,7 +179,7 @@ async def test_a_state_file_of_the_previous_release_gets_the_history_and_ping_ta
     history = SqliteHistoryFile(path)
     accumulator = Accumulator()
     accumulator.record("api", START.timestamp(), True, 0.1)
-    history.write(accumulator.drain(), START)
+    history.write([accumulator.take()], START)
     assert history.buckets("api", DAY, 0)[int(START.timestamp())].runs == 1
     file = await SqliteThread.open(path)
     ledger = SqlitePingLedger(file)
