@@ -23,7 +23,8 @@ in memory and flushed every --history-flush seconds, by default the daemon's own
 at least 120 s so that the window holds two flushes) and off (History.record and its flushes
 made no-ops in that process). Target: CPU per check with history on within 5 % of history off.
 One run's CPU moves by several % with the machine: `--history-pairs N` runs the two N times,
-alternately, and prints the median of the pairs' ratios.
+alternately, and prints the median of the pairs' ratios; `--rounds N` likewise runs the bare
+asyncio loop and the daemon N times, alternately, for the median of daemon/bare.
 
 The storm phase: 1,000 checks at 1 s, warmed up, then the target answers 500 to all of them at
 once; it reports lateness, stalls, incidents recorded and the time to the first page.
@@ -614,6 +615,9 @@ def main() -> None:
     parser.add_argument("--history-pairs", type=int, default=1,
                         help="daemon runs with history on then off, alternately, this many times (one run varies"
                              " by several %% with the machine; the median ratio of the pairs is printed)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="the bare asyncio loop and the daemon run alternately this many times (one run varies"
+                             " by several %% with the machine; the median of the rounds' ratios is printed)")
     parser.add_argument("--store", choices=["sqlite", "postgres", "both"], default="sqlite",
                         help="the daemon's state store (postgres: a throwaway local cluster)")
     parser.add_argument("--history", choices=["on", "off"], default="on", help=argparse.SUPPRESS)
@@ -673,12 +677,32 @@ def measure_store(
     if len(ratios) > 1:
         print(f"  history:    on/off over {len(ratios)} alternating pairs: median {statistics.median(ratios):.3f}x"
               f" (each {', '.join(f'{ratio:.3f}' for ratio in ratios)}; target <= 1.05)")
+    if args.rounds > 1:
+        report_rounds(args, target, store, daemon, bare["asyncio"])
     figures = {"daemon": daemon, "daemon_without_history": without_history}
     if not args.no_storm:
         storm_args = argparse.Namespace(**{**vars(args), "checks": 1000, "interval": 1.0, "seconds": 10.0})
         figures["storm"] = asyncio.run(run_daemon(storm_args, target, store, storm=True))
         report_storm(args, store, figures["storm"])
     return figures
+
+
+def report_rounds(
+    args: argparse.Namespace, target: Target, store: Store, daemon: dict[str, Any], bare: dict[str, Any]
+) -> None:
+    """Rounds 2 to --rounds: the bare asyncio loop, then the daemon (history on), each round's ratio
+    printed, then the median of all rounds' (the first is the run reported above)."""
+    ratios = [daemon["cpu_us_per_check"] / bare["cpu_us_per_check"]]
+    for round_number in range(2, args.rounds + 1):
+        bare = run_bare(args, target, "asyncio")
+        daemon = asyncio.run(run_daemon(args, target, store, storm=False))
+        ratios.append(daemon["cpu_us_per_check"] / bare["cpu_us_per_check"])
+        print(f"  round {round_number}:    daemon {daemon['cpu_us_per_check']:.0f} µs, bare asyncio"
+              f" {bare['cpu_us_per_check']:.0f} µs per check; daemon/bare = {ratios[-1]:.2f}x; p99 lateness"
+              f" {daemon['lateness_p99_ms']:.1f} ms, longest stall {daemon['stall_max_ms']:.0f} ms,"
+              f" peak RSS {daemon['peak_rss_mib']:.0f} MiB")
+    print(f"  daemon/bare asyncio over {len(ratios)} alternating rounds: median {statistics.median(ratios):.2f}x"
+          f" (each {', '.join(f'{ratio:.2f}' for ratio in ratios)}; target <= 1.0)")
 
 
 def report_storm(args: argparse.Namespace, store: Store, stormy: dict[str, Any]) -> None:
