@@ -104,13 +104,15 @@ class CheckSeries:
     def set_uptime(self, ratios: Mapping[str, Mapping[str, float]]) -> None:
         """Every check's uptime per window, replaced whole once a minute (by the history's worker
         thread, which also formats it: a scrape only copies the pieces' references)."""
-        lines = [
-            f'{UPTIME}{{check="{_escape(check)}",window="{window}"}} {ratio!r}\n'
-            for check, by_window in ratios.items()
-            for window, ratio in by_window.items()
+        checks = list(ratios)
+        self._uptime_text = [
+            "".join([  # a piece at a time: 10,000 checks' lines all at once would be 3 MB more at the peak
+                f'{UPTIME}{{check="{_escape(check)}",window="{window}"}} {ratio!r}\n'
+                for check in checks[start : start + CHUNK_ROWS]
+                for window, ratio in ratios[check].items()
+            ])
+            for start in range(0, len(checks), CHUNK_ROWS)
         ]
-        step = CHUNK_ROWS * 3
-        self._uptime_text = ["".join(lines[start : start + step]) for start in range(0, len(lines), step)]
         self._uptime = ratios
 
     def uptime_snapshot(self) -> list[str]:

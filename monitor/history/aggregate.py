@@ -197,10 +197,12 @@ class WindowTotals:
     updated on copies swapped in whole: a reader on another thread sees the last flush's figures
     or the ones before, never half of an update."""
 
-    def __init__(self, window: Window) -> None:
+    def __init__(self, window: Window, numbers: dict[str, int] | None = None) -> None:
         self.window = window
         self.since: int | None = None
-        self._numbers: dict[str, int] = {}
+        self._numbers = {} if numbers is None else numbers
+        """Each check's number (index in the columns); the windows of one History share it, so a
+        window's columns may be shorter than the numbering."""
         self._columns = _zeros(0)
         """Runs, good runs, held runs, held good runs; each indexed by the check's number."""
 

@@ -59,7 +59,8 @@ class History:
         self._pending = Accumulator()
         self._unsaved: list[Batch] = []
         self._silences, self._windows = holds()
-        self._totals = [WindowTotals(window) for window in WINDOWS]
+        numbers: dict[str, int] = {}  # one numbering of the checks for every window
+        self._totals = [WindowTotals(window, numbers) for window in WINDOWS]
         self._in_flight: asyncio.Future[None] | None = None
         self.uptimes = UptimeView(self._totals, frozenset())
         """Per check, its Uptime per window name ("24h", "7d", "30d", "90d") as of the last flush."""
@@ -86,12 +87,15 @@ class History:
         now = self.clock.now()
         written = await self._write([*self._unsaved, batch], now)
         try:
-            sums = {
-                totals.window.name: (since, await self.store.totals(totals.window.resolution, since))
-                for totals in self._totals
-                if (since := totals.moved(now)) is not None
-            }
-            await asyncio.to_thread(self._count_uptimes, written, sums, checks)
+            moved = set()
+            for totals in self._totals:
+                since = totals.moved(now)
+                if since is not None:
+                    # One window's sums at a time (10,000 checks' are a few MB while they live).
+                    sums = await self.store.totals(totals.window.resolution, since)
+                    await asyncio.to_thread(totals.reset, since, sums)
+                    moved.add(totals.window.name)
+            await asyncio.to_thread(self._count_uptimes, written, moved, checks)
         except Exception as exc:  # noqa: BLE001 - the last figures stay until the next flush
             log.warning("history.uptime_failed", error=f"{type(exc).__name__}: {exc}")
             for totals in self._totals:
@@ -111,14 +115,11 @@ class History:
             return []
         return batches
 
-    def _count_uptimes(self, written: list[Batch], sums: dict[str, tuple[int, dict[str, Uptime]]],
-                       checks: frozenset[str]) -> None:
-        """In a worker thread: each window's totals summed anew (`sums`, for the windows that
-        moved) or brought up to date with what was written; then the ratios to the metric."""
+    def _count_uptimes(self, written: list[Batch], moved: set[str], checks: frozenset[str]) -> None:
+        """In a worker thread: the totals of each window that did not move (the others were
+        summed anew) brought up to date with what was written; then the ratios to the metric."""
         for totals in self._totals:
-            if totals.window.name in sums:
-                totals.reset(*sums[totals.window.name])
-            else:
+            if totals.window.name not in moved:
                 totals.add(written)
         self.uptimes = UptimeView(self._totals, checks)
         if self._on_uptime is not None:
