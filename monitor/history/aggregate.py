@@ -23,6 +23,10 @@ class Resolution:
         """The start (unix seconds) of the bucket holding `at`; days are UTC days."""
         return int(at // self.seconds) * self.seconds
 
+    def ceil(self, at: int) -> int:
+        """The start of the first bucket at or after `at`."""
+        return -(-at // self.seconds) * self.seconds
+
 
 MINUTE = Resolution("minute", 60, timedelta(hours=24))
 HOUR = Resolution("hour", 3600, timedelta(days=30))
@@ -197,10 +201,10 @@ class WindowTotals:
     updated on copies swapped in whole: a reader on another thread sees the last flush's figures
     or the ones before, never half of an update."""
 
-    def __init__(self, window: Window, numbers: dict[str, int] | None = None) -> None:
+    def __init__(self, window: Window, numbers: dict[str, int]) -> None:
         self.window = window
         self.since: int | None = None
-        self._numbers = {} if numbers is None else numbers
+        self._numbers = numbers
         """Each check's number (index in the columns); the windows of one History share it, so a
         window's columns may be shorter than the numbering."""
         self._columns = _zeros(0)

@@ -73,14 +73,12 @@ class PostgresHistoryStore:
         # Keyed by start first: one check's buckets are looked up start by start (PostgreSQL 15
         # has no skip scan), from the first at or after `since` to the last the table holds.
         table = f"history_{resolution.name}"
-        step = resolution.seconds
         records = await self._pool.fetch(
-            f"SELECT h.start, h.runs, h.good, h.latency_sum, h.latency_max, h.held_runs, h.held_good"
+            "SELECT start, runs, good, latency_sum, latency_max, held_runs, held_good"
             f" FROM generate_series(GREATEST($2, (SELECT min(start) FROM {table})),"
-            f" (SELECT max(start) FROM {table}), $3) AS slot (start)"
-            f" JOIN {table} h ON h.start = slot.start"
-            " AND h.check_id = (SELECT id FROM history_checks WHERE name = $1)",
-            check, -(-since // step) * step, step,
+            f" (SELECT max(start) FROM {table}), $3) AS slot (start) JOIN {table} USING (start)"
+            " WHERE check_id = (SELECT id FROM history_checks WHERE name = $1)",
+            check, resolution.ceil(since), resolution.seconds,
         )
         return {start: Bucket(*values) for start, *values in records}
 
