@@ -1,11 +1,14 @@
 """The per-check series (`health_monitor_check_*`), kept outside prometheus_client and
 rendered by hand.
 
-They are most of the exposition (10,000 checks make 120,000 series), and prometheus_client's
+They are most of the exposition (10,000 checks make 150,000 series), and prometheus_client's
 generic path costs ~15 µs a series to render and a labelled child, a lock and a dict look-up
 per update. Here each check is one `CheckRow` of plain counters that a run updates in place (a
-few stores, nothing allocated), and a scrape formats the rows on the event loop in pieces, a
-whole row at a time, so each row's series agree with each other.
+few stores, nothing allocated). A scrape formats the rows a family and a piece of CHUNK_ROWS
+rows at a time, and keeps each piece compressed (monitor/gzip_segments.py): the next scrape
+formats again only the pieces whose rows changed since. Rows stay in the order of their first
+run, which is the order the scheduler runs them in, so the checks that ran since the last
+scrape sit in a few pieces; and up, status and flapping change only when a status does.
 """
 
 from bisect import bisect_left
@@ -16,6 +19,7 @@ from typing import Literal
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
+from monitor.gzip_segments import Segment, compress
 from monitor.model import Status
 
 DurationMetric = Literal["histogram", "gauge"]
@@ -45,10 +49,12 @@ _STATUS_LABELS = tuple(status.label for status in Status)
 class CheckRow:
     """One check's series, updated in place by each run (on the event loop only)."""
 
-    __slots__ = ("buckets", "duration", "duration_sum", "finished_at", "flapping", "label", "runs", "status")
+    __slots__ = ("buckets", "duration", "duration_sum", "finished_at", "flapping", "label", "piece", "runs", "status")
 
-    def __init__(self, label: str, bounds: int) -> None:
+    def __init__(self, label: str, bounds: int, piece: int) -> None:
         self.label = label
+        self.piece = piece
+        """Its rows' piece: its place in the exposition // CHUNK_ROWS."""
         """The escaped label value of `check`."""
         self.status = 0
         self.runs = [0] * len(Status)
@@ -67,21 +73,32 @@ class CheckRow:
 
 
 class CheckSeries:
-    """Every check's row. Only the event loop writes, and a scrape renders on the event loop too,
-    each row in one piece, so a row is never read half-updated."""
+    """Every check's row, and the rendered pieces of the last scrape. Only the event loop writes
+    rows, and it formats them too, a whole piece in one go, so a row is never read half-updated."""
 
     def __init__(self, duration_metric: DurationMetric, buckets: Sequence[float]) -> None:
         self.duration_metric = duration_metric
         self.bounds = tuple(sorted(buckets)) if duration_metric == "histogram" else ()
         self._rows: dict[str, CheckRow] = {}
         self._uptime: Mapping[str, Mapping[str, float]] = {}
-        self._uptime_text: list[str] = []
+        self._uptime_segments: list[Segment] = []
+        self._layout = 0
+        """Changes when rows leave, which moves every later row to another piece."""
+        self._runs: list[int] = []
+        """Per piece: runs recorded in its rows so far."""
+        self._states: list[int] = []
+        """Per piece: changes to its rows' status or flapping, and rows added."""
+        self._rendered: dict[tuple[str, int], tuple[tuple[int, int], Segment]] = {}
+        """(family, piece) -> what it was rendered from (layout, change count) and its segment."""
 
     def record(self, check: str, status: Status, duration: float, finished_at: float) -> None:
         row = self._rows.get(check)
         if row is None:
-            row = self._rows[check] = CheckRow(_escape(check), len(self.bounds))
-        row.status = status
+            row = self._add(check)
+        if row.status != status:
+            row.status = status
+            self._states[row.piece] += 1
+        self._runs[row.piece] += 1
         row.runs[status] += 1
         bucket = bisect_left(self.bounds, duration)
         if bucket < len(row.buckets):
@@ -90,33 +107,71 @@ class CheckSeries:
         row.duration = duration
         row.finished_at = finished_at
 
+    def _add(self, check: str) -> CheckRow:
+        piece = len(self._rows) // CHUNK_ROWS
+        if piece == len(self._runs):
+            self._runs.append(0)
+            self._states.append(0)
+        self._states[piece] += 1
+        row = self._rows[check] = CheckRow(_escape(check), len(self.bounds), piece)
+        return row
+
     def set_flapping(self, check: str, flapping: bool) -> None:
         row = self._rows.get(check)
         if row is not None and row.flapping != flapping:
             row.flapping = int(flapping)
+            self._states[row.piece] += 1
 
     def forget(self, check: str) -> None:
-        self._rows.pop(check, None)
+        if self._rows.pop(check, None) is None:
+            return
+        self._layout += 1
+        self._rendered.clear()
+        pieces = -(-len(self._rows) // CHUNK_ROWS)
+        self._runs, self._states = [0] * pieces, [0] * pieces
+        for place, row in enumerate(self._rows.values()):
+            row.piece = place // CHUNK_ROWS
 
     def rows(self) -> list[CheckRow]:
         return list(self._rows.values())
 
     def set_uptime(self, ratios: Mapping[str, Mapping[str, float]]) -> None:
         """Every check's uptime per window, replaced whole once a minute (by the history's worker
-        thread, which also formats it: a scrape only copies the pieces' references)."""
+        thread, which also formats and compresses it: a scrape only copies the segments)."""
         checks = list(ratios)
-        self._uptime_text = [
-            "".join([  # a piece at a time: 10,000 checks' lines all at once would be 3 MB more at the peak
+        self._uptime_segments = [
+            compress("".join([  # a piece at a time: 10,000 checks' lines all at once would be 3 MB more at the peak
                 f'{UPTIME}{{check="{_escape(check)}",window="{window}"}} {ratio!r}\n'
                 for check in checks[start : start + CHUNK_ROWS]
                 for window, ratio in ratios[check].items()
-            ])
+            ]).encode())
             for start in range(0, len(checks), CHUNK_ROWS)
         ]
         self._uptime = ratios
 
-    def uptime_snapshot(self) -> list[str]:
-        return self._uptime_text
+    def segments(self, openmetrics: bool) -> Iterator[tuple[Segment, bool]]:
+        """The exposition of every row (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`)
+        in segments of at most CHUNK_ROWS rows of one family, each with whether it was formatted
+        now (the caller yields to the loop after those): a piece is formatted again only when its
+        rows changed since it was last formatted."""
+        rows, layout, counts = self.rows(), self._layout, {False: self._runs, True: self._states}
+        for name, kind, lines_of, stateful in families(self.bounds):
+            yield compress(header(name, kind, openmetrics).encode()), False
+            for piece, start in enumerate(range(0, len(rows), CHUNK_ROWS)):
+                version = (layout, counts[stateful][piece])
+                kept = self._rendered.get((name, piece))
+                if kept is not None and kept[0] == version:
+                    yield kept[1], False
+                    continue
+                segment = compress(lines_of(rows[start : start + CHUNK_ROWS]).encode())
+                if layout == self._layout:
+                    self._rendered[name, piece] = (version, segment)
+                yield segment, True
+        uptime = self._uptime_segments
+        if uptime:
+            yield compress(header(UPTIME, "gauge", openmetrics).encode()), False
+            for segment in uptime:
+                yield segment, False
 
     def collect(self) -> Iterator[Metric]:
         """The same series as prometheus_client families, for `registry.get_sample_value` and tests."""
@@ -152,16 +207,17 @@ CHUNK_ROWS = 500
 """Rows formatted between two turns of the event loop: about a millisecond of work."""
 
 
-def render(
-    rows: Sequence[CheckRow], bounds: tuple[float, ...], openmetrics: bool, uptime: Sequence[str] = ()
-) -> Iterator[str]:
-    """The text exposition (Prometheus 0.0.4, or OpenMetrics 1.0 without its `# EOF`) of `rows`
-    (and the pre-formatted `uptime` pieces), in pieces of at most CHUNK_ROWS rows of one family,
-    so that the caller can yield between them."""
+def header(name: str, kind: str, openmetrics: bool) -> str:
+    shown = name + "_total" if kind == "counter" and not openmetrics else name
+    return f"# HELP {shown} {HELP[name]}\n# TYPE {shown} {kind}\n"
 
-    def header(name: str, kind: str) -> str:
-        shown = name + "_total" if kind == "counter" and not openmetrics else name
-        return f"# HELP {shown} {HELP[name]}\n# TYPE {shown} {kind}\n"
+
+LinesOf = Callable[[Sequence[CheckRow]], str]
+
+
+def families(bounds: tuple[float, ...]) -> list[tuple[str, str, LinesOf, bool]]:
+    """Each per-check family: its name, type, the formatter of a piece of rows' lines (the same in
+    both formats), and whether its lines change only with a status (else with every run)."""
 
     # Each family formats a whole piece of rows in one comprehension: no call per line.
     def up(rows: Sequence[CheckRow]) -> str:
@@ -199,21 +255,14 @@ def render(
     def flapping(rows: Sequence[CheckRow]) -> str:
         return "".join([f'{FLAPPING}{{check="{row.label}"}} {row.flapping}\n' for row in rows])
 
-    families: list[tuple[str, str, Callable[[Sequence[CheckRow]], str]]] = [
-        (UP, "gauge", up),
-        (STATUS, "gauge", status),
-        (DURATION, "histogram", histogram) if bounds else (DURATION, "gauge", last_duration),
-        (RUNS, "counter", runs),
-        (LAST_RUN, "gauge", last_run),
-        (FLAPPING, "gauge", flapping),
+    return [
+        (UP, "gauge", up, True),
+        (STATUS, "gauge", status, True),
+        (DURATION, "histogram", histogram, False) if bounds else (DURATION, "gauge", last_duration, False),
+        (RUNS, "counter", runs, False),
+        (LAST_RUN, "gauge", last_run, False),
+        (FLAPPING, "gauge", flapping, True),
     ]
-    for name, kind, lines_of in families:
-        yield header(name, kind)
-        for start in range(0, len(rows), CHUNK_ROWS):
-            yield lines_of(rows[start : start + CHUNK_ROWS])
-    if uptime:
-        yield header(UPTIME, "gauge")
-        yield from uptime
 
 
 def series_per_check(duration_metric: DurationMetric, buckets: Sequence[float]) -> int:

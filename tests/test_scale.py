@@ -5,11 +5,12 @@ series that cost little, and an OK run that does no I/O."""
 import asyncio
 import gc
 import gzip
+import random
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -18,9 +19,11 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import check_series, event_loop, gc_policy, registry
+from monitor.check_series import CHUNK_ROWS, CheckSeries
 from monitor.clock import SystemClock
 from monitor.config import ConfigError, load_config
 from monitor.daemon import Daemon
+from monitor.gzip_segments import Segment, compress, gzip_body
 from monitor.metrics import MonitorMetrics
 from monitor.model import Finding, Status
 from monitor.pipeline import Pipeline
@@ -125,6 +128,54 @@ def test_a_check_costs_twelve_series_by_default_and_six_with_a_duration_gauge() 
         assert kinds["health_monitor_check_duration_seconds"] == duration_metric
 
 
+def single_gzip_member(body: bytes) -> bytes:
+    """What a reader that stops at the end of the first gzip member (zlib, curl) gets."""
+    reader = zlib.decompressobj(31)
+    text = reader.decompress(body)
+    assert reader.eof and not reader.unused_data, "one gzip member, ended, nothing after it"
+    return text
+
+
+def test_segments_compressed_one_by_one_make_one_gzip_member_of_their_text() -> None:
+    pieces = [random.randbytes(random.randrange(0, 5000)) * random.randrange(1, 50) for _ in range(40)]
+    body = gzip_body([compress(piece) for piece in pieces])
+    assert single_gzip_member(body) == gzip.decompress(body) == b"".join(pieces)
+
+
+def formatted_pieces(metrics: MonitorMetrics) -> int:
+    return sum(formatted for _, formatted in metrics.checks.segments(openmetrics=False))
+
+
+def test_a_scrape_formats_again_only_the_pieces_whose_rows_changed() -> None:
+    metrics = MonitorMetrics()
+    for i in range(3 * CHUNK_ROWS):
+        metrics.record_run(f"c{i}", Status.OK, 0.02, 1_700_000_000.5)
+    families = len(list(metrics.checks.collect())) - 1  # uptime comes pre-formatted from the history
+    assert formatted_pieces(metrics) == 3 * families
+    assert formatted_pieces(metrics) == 0, "nothing changed"
+    metrics.record_run("c1", Status.OK, 0.03, 1_700_000_010.5)
+    assert formatted_pieces(metrics) == 3, "one piece of the duration, runs and last-run families"
+    metrics.record_run(f"c{CHUNK_ROWS}", Status.CRITICAL, 0.03, 1_700_000_010.5)
+    metrics.checks.set_flapping(f"c{2 * CHUNK_ROWS}", True)
+    assert formatted_pieces(metrics) == families + 3, "a status changes up, status and the run families; flapping"
+
+
+def test_kept_pieces_show_what_a_fresh_render_would_through_runs_flaps_and_reloads() -> None:
+    rng = random.Random(12)
+    metrics = MonitorMetrics()
+    checks = [f"c{i}" for i in range(2 * CHUNK_ROWS + 7)]
+    for step in range(30):
+        for check in rng.sample(checks, 50):
+            metrics.record_run(check, rng.choice(list(Status)), rng.random(), 1_700_000_000.0 + step)
+        metrics.checks.set_flapping(rng.choice(checks), rng.random() < 0.5)
+        if step % 7 == 3:
+            metrics.forget_check(rng.choice(checks))
+        kept = asyncio.run(metrics.scrape("", "gzip").render())
+        metrics.checks._rendered.clear()
+        fresh = asyncio.run(metrics.scrape("", "").render())
+        assert samples(gzip.decompress(kept).decode()) == samples(fresh.decode())
+
+
 def test_a_check_removed_by_a_reload_loses_its_series() -> None:
     metrics = MonitorMetrics()
     record_some(metrics)
@@ -170,17 +221,17 @@ def runs(daemon: Daemon) -> float:
 async def test_a_scrape_during_a_slow_render_does_not_delay_the_checks(daemon_base, monkeypatch) -> None:
     daemon, base = daemon_base
     runs_at_each_piece: list[float] = []
-    real_render = check_series.render
+    real_segments = CheckSeries.segments
 
-    def slow_render(*args: Any) -> Iterator[str]:
+    def slow_segments(self: CheckSeries, openmetrics: bool) -> Iterator[tuple[Segment, bool]]:
         """The real pieces, then 200 empty ones of 5 ms each: a second of rendering, twenty intervals."""
-        yield from real_render(*args)
+        yield from real_segments(self, openmetrics)
         for _ in range(200):
             runs_at_each_piece.append(runs(daemon))
             time.sleep(0.005)
-            yield ""
+            yield compress(b""), True
 
-    monkeypatch.setattr(check_series, "render", slow_render)
+    monkeypatch.setattr(CheckSeries, "segments", slow_segments)
     async with aiohttp.ClientSession() as session, session.get(f"{base}/metrics") as response:
         assert response.status == 200
         assert "health_monitor_check_up" in await response.text()
@@ -192,7 +243,9 @@ async def test_metrics_are_gzipped_when_the_scraper_accepts_it(daemon_base) -> N
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}) as response:
             assert response.headers["Content-Encoding"] == "gzip"
-            text = gzip.decompress(await response.read()).decode()
+            body = await response.read()
+            text = gzip.decompress(body).decode()
+            assert single_gzip_member(body) == text.encode(), "readers that stop after one member see it all"
         async with session.get(f"{base}/metrics", headers={"Accept-Encoding": "identity"}) as response:
             assert "Content-Encoding" not in response.headers
             plain = (await response.read()).decode()
