@@ -192,7 +192,7 @@ class Scrape:
         segments.append(compress(eof))
         if self.gzip:
             return gzip_body(segments)
-        plain = []
+        plain: list[bytes] = []
         for segment in segments:
             plain.append(inflate(segment))
             await asyncio.sleep(0)
