@@ -53,9 +53,9 @@ class CheckRow:
 
     def __init__(self, label: str, bounds: int, piece: int) -> None:
         self.label = label
-        self.piece = piece
-        """Its rows' piece: its place in the exposition // CHUNK_ROWS."""
         """The escaped label value of `check`."""
+        self.piece = piece
+        """Its place in the exposition // CHUNK_ROWS."""
         self.status = 0
         self.runs = [0] * len(Status)
         """Runs so far, indexed by Status."""
@@ -113,8 +113,8 @@ class CheckSeries:
             self._runs.append(0)
             self._states.append(0)
         self._states[piece] += 1
-        row = self._rows[check] = CheckRow(_escape(check), len(self.bounds), piece)
-        return row
+        self._rows[check] = CheckRow(_escape(check), len(self.bounds), piece)
+        return self._rows[check]
 
     def set_flapping(self, check: str, flapping: bool) -> None:
         row = self._rows.get(check)
@@ -154,11 +154,12 @@ class CheckSeries:
         in segments of at most CHUNK_ROWS rows of one family, each with whether it was formatted
         now (the caller yields to the loop after those): a piece is formatted again only when its
         rows changed since it was last formatted."""
-        rows, layout, counts = self.rows(), self._layout, {False: self._runs, True: self._states}
+        rows, layout = self.rows(), self._layout
         for name, kind, lines_of, stateful in families(self.bounds):
+            counts = self._states if stateful else self._runs
             yield compress(header(name, kind, openmetrics).encode()), False
             for piece, start in enumerate(range(0, len(rows), CHUNK_ROWS)):
-                version = (layout, counts[stateful][piece])
+                version = (layout, counts[piece])
                 kept = self._rendered.get((name, piece))
                 if kept is not None and kept[0] == version:
                     yield kept[1], False

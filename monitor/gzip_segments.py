@@ -52,7 +52,10 @@ _zero_buffer = memoryview(b"")
 
 
 def _zeros(length: int) -> memoryview:
+    """`length` zero bytes. Read into a local: the history's thread compresses too, and may
+    replace the shared buffer between the check and the slice."""
     global _zero_buffer
-    if len(_zero_buffer) < length:
-        _zero_buffer = memoryview(bytes(max(length, 2 * len(_zero_buffer))))
-    return _zero_buffer[:length]
+    buffer = _zero_buffer
+    if len(buffer) < length:
+        buffer = _zero_buffer = memoryview(bytes(max(length, 2 * len(buffer))))
+    return buffer[:length]
